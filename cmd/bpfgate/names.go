@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bpfgate/bpfgate/delegate"
+)
+
+func newNamesCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:       "names [cmds|maps|progs|attachs]",
+		Short:     "List the names the running kernel accepts",
+		Example:   "  bpfgate names progs",
+		Args:      cobra.MaximumNArgs(1),
+		ValidArgs: []string{"cmds", "maps", "progs", "attachs"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names, err := delegate.KernelNames()
+			if err != nil {
+				return err
+			}
+			kinds := delegate.Kinds[:]
+			if len(args) == 1 {
+				k, ok := delegate.KindByName(args[0])
+				if !ok {
+					return fmt.Errorf("unknown kind %q (want cmds, maps, progs or attachs)", args[0])
+				}
+				kinds = []delegate.Kind{k}
+			}
+			if g.json {
+				out := map[string]any{"source": names.Source, "release": names.Release}
+				for _, k := range kinds {
+					out[k.String()] = names.List(k)
+				}
+				return printJSON(out)
+			}
+			for _, k := range kinds {
+				fmt.Printf("%s (%s):\n  %s\n", k.Option(), k.EnumName(), strings.Join(names.List(k), " "))
+			}
+			fmt.Printf("(names from %s)\n", names.Source)
+			return nil
+		},
+	}
+}
+
+func newCheckCmd(g *globals) *cobra.Command {
+	var df delegationFlags
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Validate a delegation and print it as the kernel would",
+		Long: `Parse a delegation (a profile, flags, or mount options with --options),
+print the mount options exactly as the kernel shows them, and warn about
+traps: program types without the attach types their loads carry, prog_load
+without map_create or btf_load, delegate_cmds=any.`,
+		Example: `  bpfgate check --progs socket_filter --cmds prog_load
+  bpfgate check --options delegate_cmds=0x3:prog_load`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names, err := delegate.KernelNames()
+			if err != nil {
+				return err
+			}
+			var set delegate.Set
+			if opts, _ := cmd.Flags().GetString("options"); opts != "" {
+				if set, err = names.ParseOptions(opts); err != nil {
+					return err
+				}
+			}
+			r, err := df.resolve(g, names)
+			if err != nil {
+				return err
+			}
+			set = set.Union(r.set)
+			warnings := names.Lint(set)
+			if g.json {
+				if warnings == nil {
+					warnings = []delegate.Warning{}
+				}
+				return printJSON(map[string]any{"delegation": nameSet(names, set), "warnings": warnings})
+			}
+			fmt.Println(names.FormatOptions(set))
+			for _, w := range warnings {
+				fmt.Println("warning:", w.Message)
+			}
+			return nil
+		},
+	}
+	df.register(cmd, true)
+	cmd.Flags().String("options", "", "mount options to parse, e.g. delegate_cmds=prog_load,delegate_progs=xdp")
+	return cmd
+}
+
+func newProfilesCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "profiles",
+		Short: "List the delegation profiles",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names, err := delegate.KernelNames()
+			if err != nil {
+				return err
+			}
+			ps, err := g.profiles(names)
+			if err != nil {
+				return err
+			}
+			type view struct {
+				delegate.Profile
+				Options string `json:"options"`
+			}
+			var out []view
+			for _, p := range ps {
+				set, _, err := p.Resolve(names)
+				if err != nil {
+					return err
+				}
+				out = append(out, view{p, names.FormatOptions(set)})
+			}
+			if g.json {
+				return printJSON(out)
+			}
+			for _, v := range out {
+				fmt.Printf("%s (%s): %s\n  %s\n", v.Name, v.Source, v.Description, v.Options)
+				if len(v.Caps) > 0 {
+					fmt.Printf("  caps: CAP_BPF %s\n", strings.Join(v.Caps, " "))
+				}
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,260 @@
+package delegate
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ErrUnknownProfile means no profile has the requested name.
+var ErrUnknownProfile = errors.New("unknown profile")
+
+// Profile is a named delegation, written with names so that it reads the same
+// on every kernel.
+type Profile struct {
+	Name        string   `json:"name" yaml:"-"`
+	Description string   `json:"description,omitempty" yaml:"description"`
+	Cmds        string   `json:"cmds,omitempty" yaml:"cmds"`
+	Maps        string   `json:"maps,omitempty" yaml:"maps"`
+	Progs       string   `json:"progs,omitempty" yaml:"progs"`
+	Attachs     string   `json:"attachs,omitempty" yaml:"attachs"`
+	// Caps are the capabilities (besides CAP_BPF) a workload needs inside
+	// its user namespace to use the delegation, e.g. CAP_NET_ADMIN.
+	Caps []string `json:"caps,omitempty" yaml:"caps"`
+	// Builtin profiles skip names the running kernel does not know yet.
+	Builtin bool   `json:"builtin" yaml:"-"`
+	Source  string `json:"source,omitempty" yaml:"-"`
+}
+
+const coreCmds = "map_create:prog_load:btf_load"
+
+var builtinProfiles = []Profile{
+	{
+		Name:        "demo",
+		Description: "the smallest useful delegation: hash and array maps and socket filters",
+		Cmds:        coreCmds,
+		Maps:        "hash:array",
+		Progs:       "socket_filter",
+		Attachs:     "cgroup_inet_ingress",
+	},
+	{
+		Name:        "net",
+		Description: "networking: XDP, TC/tcx, cgroup socket hooks, sockmap, flow dissector and their maps",
+		Cmds:        coreCmds + ":link_create:prog_attach:prog_detach",
+		Maps: "hash:array:percpu_hash:percpu_array:lru_hash:lru_percpu_hash:lpm_trie:prog_array:" +
+			"perf_event_array:ringbuf:array_of_maps:hash_of_maps:queue:stack:bloom_filter:" +
+			"sockmap:sockhash:devmap:devmap_hash:cpumap:xskmap:sk_storage:reuseport_sockarray",
+		Progs: "socket_filter:sched_cls:sched_act:xdp:cgroup_skb:cgroup_sock:cgroup_sock_addr:sock_ops:" +
+			"sk_skb:sk_msg:flow_dissector:sk_lookup:sk_reuseport:cgroup_sockopt:lwt_in:lwt_out:lwt_xmit",
+		Attachs: "cgroup_inet_ingress:cgroup_inet_egress:cgroup_inet_sock_create:cgroup_inet_sock_release:" +
+			"cgroup_sock_ops:sk_skb_stream_parser:sk_skb_stream_verdict:sk_skb_verdict:sk_msg_verdict:" +
+			"cgroup_inet4_bind:cgroup_inet6_bind:cgroup_inet4_connect:cgroup_inet6_connect:" +
+			"cgroup_inet4_post_bind:cgroup_inet6_post_bind:cgroup_udp4_sendmsg:cgroup_udp6_sendmsg:" +
+			"cgroup_udp4_recvmsg:cgroup_udp6_recvmsg:cgroup_getsockopt:cgroup_setsockopt:" +
+			"flow_dissector:sk_lookup:xdp:xdp_devmap:xdp_cpumap:tcx_ingress:tcx_egress:" +
+			"netkit_primary:netkit_peer:sk_reuseport_select:sk_reuseport_select_or_migrate",
+		Caps: []string{"CAP_NET_ADMIN"},
+	},
+	{
+		Name:        "trace",
+		Description: "tracing: kprobes, tracepoints, perf events, fentry/fexit and their maps",
+		Cmds:        coreCmds + ":link_create:raw_tracepoint_open",
+		Maps: "hash:array:percpu_hash:percpu_array:lru_hash:lru_percpu_hash:perf_event_array:" +
+			"stack_trace:ringbuf:task_storage:queue:stack:bloom_filter:array_of_maps:hash_of_maps",
+		Progs: "kprobe:tracepoint:perf_event:raw_tracepoint:raw_tracepoint_writable:tracing",
+		Attachs: "cgroup_inet_ingress:trace_raw_tp:trace_fentry:trace_fexit:trace_iter:perf_event:" +
+			"trace_kprobe_multi:trace_uprobe_multi:trace_kprobe_session:trace_uprobe_session",
+		Caps: []string{"CAP_PERFMON"},
+	},
+}
+
+func init() {
+	for i := range builtinProfiles {
+		builtinProfiles[i].Builtin = true
+		builtinProfiles[i].Source = "builtin"
+	}
+}
+
+// BuiltinProfiles returns the profiles compiled into bpfgate.
+func BuiltinProfiles() []Profile { return slices.Clone(builtinProfiles) }
+
+// Resolve turns the profile into a Set with the names n knows. A built-in
+// profile skips names the kernel does not know (they are returned); a
+// profile from a file must be exact.
+func (p Profile) Resolve(n *Names) (Set, []string, error) {
+	var s Set
+	var skipped []string
+	for k, list := range [...]string{p.Cmds, p.Maps, p.Progs, p.Attachs} {
+		if list == "" {
+			continue
+		}
+		kind := Kind(k)
+		if !p.Builtin {
+			m, err := n.ParseList(kind, list)
+			if err != nil {
+				return Set{}, nil, fmt.Errorf("profile %s: %w", p.Name, err)
+			}
+			s.SetMask(kind, m)
+			continue
+		}
+		var m uint64
+		for _, w := range splitAny(list, ":,") {
+			v, err := n.parseWord(kind, w)
+			if err != nil {
+				skipped = append(skipped, kind.String()+"="+w)
+				continue
+			}
+			m |= v
+		}
+		s.SetMask(kind, m)
+	}
+	return s, skipped, nil
+}
+
+// FindProfile returns the profile called name among profiles (searched
+// last to first, so later sources override earlier ones).
+func FindProfile(profiles []Profile, name string) (Profile, error) {
+	for i := len(profiles) - 1; i >= 0; i-- {
+		if profiles[i].Name == name {
+			return profiles[i], nil
+		}
+	}
+	var names []string
+	for _, p := range profiles {
+		names = append(names, p.Name)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	return Profile{}, fmt.Errorf("%w %q (known: %s)", ErrUnknownProfile, name, strings.Join(names, ", "))
+}
+
+// ConfigError points at the line and key of a bad config file entry.
+type ConfigError struct {
+	Path string
+	Line int
+	Key  string
+	Err  error
+}
+
+func (e *ConfigError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s:%d: %v", e.Path, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s:%d: %s: %v", e.Path, e.Line, e.Key, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// list accepts a YAML string ("a:b") or a sequence of strings.
+type list string
+
+func (l *list) UnmarshalYAML(node *yaml.Node) error {
+	switch node.Kind {
+	case yaml.ScalarNode:
+		*l = list(node.Value)
+	case yaml.SequenceNode:
+		var items []string
+		if err := node.Decode(&items); err != nil {
+			return err
+		}
+		*l = list(strings.Join(items, ":"))
+	default:
+		return fmt.Errorf("want a list of names or a string like a:b")
+	}
+	return nil
+}
+
+type profileYAML struct {
+	Description string   `yaml:"description"`
+	Cmds        list     `yaml:"cmds"`
+	Maps        list     `yaml:"maps"`
+	Progs       list     `yaml:"progs"`
+	Attachs     list     `yaml:"attachs"`
+	Caps        []string `yaml:"caps"`
+}
+
+// LoadProfiles reads profiles from a YAML file of the form
+//
+//	profiles:
+//	  NAME:
+//	    description: ...
+//	    cmds: [map_create, prog_load]   # or map_create:prog_load
+//	    maps: hash:array
+//	    progs: socket_filter
+//	    attachs: cgroup_inet_ingress
+//	    caps: [CAP_NET_ADMIN]
+//
+// and checks every name against n. Errors carry the file, line and key.
+func LoadProfiles(path string, n *Names) ([]Profile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, &ConfigError{path, root.Line, "", errors.New("want a mapping with a 'profiles' key")}
+	}
+	var out []Profile
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		key, val := root.Content[i], root.Content[i+1]
+		if key.Value != "profiles" {
+			continue // other sections belong to other parts of bpfgate
+		}
+		if val.Kind != yaml.MappingNode {
+			return nil, &ConfigError{path, val.Line, "profiles", errors.New("want a mapping of profile names")}
+		}
+		for j := 0; j+1 < len(val.Content); j += 2 {
+			name, body := val.Content[j], val.Content[j+1]
+			p, err := decodeProfile(path, name, body, n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+var knownProfileKeys = []string{"description", "cmds", "maps", "progs", "attachs", "caps"}
+
+func decodeProfile(path string, name, body *yaml.Node, n *Names) (Profile, error) {
+	key := "profiles." + name.Value
+	if body.Kind != yaml.MappingNode {
+		return Profile{}, &ConfigError{path, body.Line, key, errors.New("want a mapping")}
+	}
+	for i := 0; i+1 < len(body.Content); i += 2 {
+		k := body.Content[i]
+		if !slices.Contains(knownProfileKeys, k.Value) {
+			return Profile{}, &ConfigError{path, k.Line, key + "." + k.Value,
+				fmt.Errorf("unknown key (want one of %s)", strings.Join(knownProfileKeys, ", "))}
+		}
+	}
+	var py profileYAML
+	if err := body.Decode(&py); err != nil {
+		return Profile{}, &ConfigError{path, body.Line, key, err}
+	}
+	p := Profile{Name: name.Value, Description: py.Description, Cmds: string(py.Cmds), Maps: string(py.Maps),
+		Progs: string(py.Progs), Attachs: string(py.Attachs), Caps: py.Caps, Source: path}
+	for i := 0; i+1 < len(body.Content); i += 2 {
+		k, v := body.Content[i], body.Content[i+1]
+		kind, ok := KindByName(k.Value)
+		if !ok {
+			continue
+		}
+		if _, err := n.ParseList(kind, string([...]list{py.Cmds, py.Maps, py.Progs, py.Attachs}[kind])); err != nil {
+			return Profile{}, &ConfigError{path, v.Line, key + "." + k.Value, err}
+		}
+	}
+	return p, nil
+}
