@@ -26,6 +26,7 @@ const (
 const (
 	childSockFD   = 3
 	childTargetFD = 4
+	childExeFD    = 5 // MountInto: the executable itself
 )
 
 // Exit codes of the child when it fails before the workload runs, as
@@ -127,6 +128,7 @@ func accessHint(err error) string {
 }
 
 func childMount() int {
+	unix.Close(childExeFD)
 	if err := bpffs.MountDelegated(childSockFD, os.Getenv(targetEnv), childTargetFD); err != nil {
 		return exitSetup
 	}

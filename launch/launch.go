@@ -149,7 +149,7 @@ func Start(cfg Config) (*Workload, error) {
 		Stderr:     cfg.Stderr,
 		ExtraFiles: []*os.File{child},
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
 			// Become the namespace root (host uid from the map), so that the exec
 			// gives the child full capabilities inside its user namespace.
 			Credential:  &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},

@@ -51,14 +51,18 @@ func MountInto(pid int, path string, opts bpffs.Options) error {
 	}
 	defer unix.Close(host)
 
-	// nsenter opens --root before it enters the namespaces, so the chroot
-	// puts this binary back in reach; /proc is then the host's, where our
-	// own pid finds our executable even if it was replaced on disk.
-	self := "/proc/" + strconv.Itoa(os.Getpid()) + "/exe"
+	// nsenter opens --root before it enters the namespaces, so its chroot
+	// puts the host's /proc back in reach, where /proc/self/fd/5 is this
+	// very executable (even if it was replaced on disk since).
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("open own executable: %w", err)
+	}
+	defer self.Close()
 	cmd := exec.Command(Nsenter, "--target", strconv.Itoa(pid), "--user", "--mount",
-		"--root=/", "--wd=/", "--", self)
+		"--root=/", "--wd=/", "--", "/proc/self/fd/5")
 	cmd.Env = append(os.Environ(), childEnv+"=mount", targetEnv+"="+path)
-	cmd.ExtraFiles = []*os.File{child, target}
+	cmd.ExtraFiles = []*os.File{child, target, self}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err = cmd.Start()
