@@ -17,31 +17,32 @@ func (w Warning) String() string { return w.Message }
 // attachTypesOf lists, for a program type, the attach types its loads carry
 // as expected_attach_type. The kernel checks a token for both the program
 // type and that attach type; expected_attach_type 0 reads as
-// cgroup_inet_ingress. The first entry is what loaders use by default.
+// cgroup_inet_ingress. The first entry is what cilium/ebpf and libbpf use
+// for the program type's plain section name.
 var attachTypesOf = map[string][]string{
 	"socket_filter":           {"cgroup_inet_ingress"},
 	"kprobe":                  {"cgroup_inet_ingress", "trace_kprobe_multi", "trace_uprobe_multi", "trace_kprobe_session", "trace_uprobe_session"},
 	"sched_cls":               {"cgroup_inet_ingress", "tcx_ingress", "tcx_egress", "netkit_primary", "netkit_peer"},
 	"sched_act":               {"cgroup_inet_ingress"},
 	"tracepoint":              {"cgroup_inet_ingress"},
-	"xdp":                     {"cgroup_inet_ingress", "xdp", "xdp_devmap", "xdp_cpumap"},
+	"xdp":                     {"xdp", "cgroup_inet_ingress", "xdp_devmap", "xdp_cpumap"},
 	"perf_event":              {"cgroup_inet_ingress", "perf_event"},
 	"cgroup_skb":              {"cgroup_inet_ingress", "cgroup_inet_egress"},
 	"cgroup_sock":             {"cgroup_inet_sock_create", "cgroup_inet_sock_release", "cgroup_inet4_post_bind", "cgroup_inet6_post_bind"},
 	"lwt_in":                  {"cgroup_inet_ingress"},
 	"lwt_out":                 {"cgroup_inet_ingress"},
 	"lwt_xmit":                {"cgroup_inet_ingress"},
-	"sock_ops":                {"cgroup_inet_ingress", "cgroup_sock_ops"},
+	"sock_ops":                {"cgroup_sock_ops", "cgroup_inet_ingress"},
 	"sk_skb":                  {"cgroup_inet_ingress", "sk_skb_stream_parser", "sk_skb_stream_verdict", "sk_skb_verdict"},
-	"cgroup_device":           {"cgroup_inet_ingress", "cgroup_device"},
-	"sk_msg":                  {"cgroup_inet_ingress", "sk_msg_verdict"},
+	"cgroup_device":           {"cgroup_device", "cgroup_inet_ingress"},
+	"sk_msg":                  {"sk_msg_verdict", "cgroup_inet_ingress"},
 	"raw_tracepoint":          {"cgroup_inet_ingress"},
 	"cgroup_sock_addr":        {"cgroup_inet4_connect", "cgroup_inet6_connect", "cgroup_inet4_bind", "cgroup_inet6_bind", "cgroup_udp4_sendmsg", "cgroup_udp6_sendmsg", "cgroup_udp4_recvmsg", "cgroup_udp6_recvmsg", "cgroup_inet4_getpeername", "cgroup_inet6_getpeername", "cgroup_inet4_getsockname", "cgroup_inet6_getsockname", "cgroup_unix_connect", "cgroup_unix_sendmsg", "cgroup_unix_recvmsg", "cgroup_unix_getpeername", "cgroup_unix_getsockname"},
 	"lwt_seg6local":           {"cgroup_inet_ingress"},
-	"lirc_mode2":              {"cgroup_inet_ingress", "lirc_mode2"},
-	"sk_reuseport":            {"cgroup_inet_ingress", "sk_reuseport_select", "sk_reuseport_select_or_migrate"},
-	"flow_dissector":          {"cgroup_inet_ingress", "flow_dissector"},
-	"cgroup_sysctl":           {"cgroup_inet_ingress", "cgroup_sysctl"},
+	"lirc_mode2":              {"lirc_mode2", "cgroup_inet_ingress"},
+	"sk_reuseport":            {"sk_reuseport_select", "sk_reuseport_select_or_migrate", "cgroup_inet_ingress"},
+	"flow_dissector":          {"flow_dissector", "cgroup_inet_ingress"},
+	"cgroup_sysctl":           {"cgroup_sysctl", "cgroup_inet_ingress"},
 	"raw_tracepoint_writable": {"cgroup_inet_ingress"},
 	"cgroup_sockopt":          {"cgroup_getsockopt", "cgroup_setsockopt"},
 	"tracing":                 {"trace_fentry", "trace_fexit", "trace_raw_tp", "modify_return", "trace_iter"},
