@@ -16,14 +16,14 @@ var ErrUnknownProfile = errors.New("unknown profile")
 // Profile is a named delegation, written with names so that it reads the same
 // on every kernel.
 type Profile struct {
-	Name        string   `json:"name" yaml:"-"`
-	Description string   `json:"description,omitempty" yaml:"description"`
-	Cmds        string   `json:"cmds,omitempty" yaml:"cmds"`
-	Maps        string   `json:"maps,omitempty" yaml:"maps"`
-	Progs       string   `json:"progs,omitempty" yaml:"progs"`
-	Attachs     string   `json:"attachs,omitempty" yaml:"attachs"`
-	// Caps are the capabilities (besides CAP_BPF) a workload needs inside
-	// its user namespace to use the delegation, e.g. CAP_NET_ADMIN.
+	Name        string `json:"name" yaml:"-"`
+	Description string `json:"description,omitempty" yaml:"description"`
+	Cmds        string `json:"cmds,omitempty" yaml:"cmds"`
+	Maps        string `json:"maps,omitempty" yaml:"maps"`
+	Progs       string `json:"progs,omitempty" yaml:"progs"`
+	Attachs     string `json:"attachs,omitempty" yaml:"attachs"`
+	// Caps are capabilities a workload keeps inside its user namespace on
+	// top of those the delegation itself calls for (see launch.CapsFor).
 	Caps []string `json:"caps,omitempty" yaml:"caps"`
 	// Builtin profiles skip names the running kernel does not know yet.
 	Builtin bool   `json:"builtin" yaml:"-"`
@@ -57,7 +57,6 @@ var builtinProfiles = []Profile{
 			"cgroup_udp4_recvmsg:cgroup_udp6_recvmsg:cgroup_getsockopt:cgroup_setsockopt:" +
 			"flow_dissector:sk_lookup:xdp:xdp_devmap:xdp_cpumap:tcx_ingress:tcx_egress:" +
 			"netkit_primary:netkit_peer:sk_reuseport_select:sk_reuseport_select_or_migrate",
-		Caps: []string{"CAP_NET_ADMIN"},
 	},
 	{
 		Name:        "trace",
@@ -68,7 +67,6 @@ var builtinProfiles = []Profile{
 		Progs: "kprobe:tracepoint:perf_event:raw_tracepoint:raw_tracepoint_writable:tracing",
 		Attachs: "cgroup_inet_ingress:trace_raw_tp:trace_fentry:trace_fexit:trace_iter:perf_event:" +
 			"trace_kprobe_multi:trace_uprobe_multi:trace_kprobe_session:trace_uprobe_session",
-		Caps: []string{"CAP_PERFMON"},
 	},
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/delegate"
 )
 
 // Cap is a Linux capability number.
@@ -104,4 +106,39 @@ func limitBoundingSet(keep uint64) error {
 		}
 	}
 	return nil
+}
+
+// The kernel checks these capabilities, in the token's user namespace, on
+// top of CAP_BPF: CAP_NET_ADMIN for networking program and map types and
+// CAP_PERFMON for tracing ones (is_net_admin_prog_type, is_perfmon_prog_type
+// and map_create in kernel/bpf/syscall.c).
+var (
+	netAdminProgs = []string{"sched_cls", "sched_act", "xdp", "lwt_in", "lwt_out", "lwt_xmit",
+		"lwt_seg6local", "sk_skb", "sk_msg", "flow_dissector", "cgroup_device", "cgroup_sock",
+		"cgroup_sock_addr", "cgroup_sockopt", "cgroup_sysctl", "sock_ops", "ext", "netfilter"}
+	netAdminMaps = []string{"sockmap", "sockhash", "devmap", "devmap_hash", "xskmap", "cpumap"}
+	perfmonProgs = []string{"kprobe", "tracepoint", "perf_event", "raw_tracepoint",
+		"raw_tracepoint_writable", "tracing", "lsm", "struct_ops", "ext"}
+)
+
+// CapsFor returns the capabilities a workload needs inside its user
+// namespace to use every type in set: CAP_BPF, plus CAP_NET_ADMIN and
+// CAP_PERFMON where the delegated types call for them.
+func CapsFor(names *delegate.Names, set delegate.Set) []Cap {
+	caps := []Cap{unix.CAP_BPF}
+	has := func(k delegate.Kind, list []string) bool {
+		for _, name := range list {
+			if v, ok := names.Lookup(k, name); ok && set.Has(k, v) {
+				return true
+			}
+		}
+		return false
+	}
+	if has(delegate.Progs, netAdminProgs) || has(delegate.Maps, netAdminMaps) {
+		caps = append(caps, unix.CAP_NET_ADMIN)
+	}
+	if has(delegate.Progs, perfmonProgs) {
+		caps = append(caps, unix.CAP_PERFMON)
+	}
+	return caps
 }

@@ -22,6 +22,9 @@ const (
 	capsEnv   = "_BPFGATE_CAPS"
 )
 
+// msgExec tells the host the child is about to exec the workload.
+const msgExec = "exec"
+
 // File descriptors the child inherits.
 const (
 	childSockFD   = 3
@@ -48,6 +51,9 @@ func Init() {
 	// Capabilities and namespaces belong to threads: keep everything on the
 	// thread that will exec.
 	runtime.LockOSThread()
+	// exec.Cmd hands over extra files without close-on-exec; the workload
+	// must not inherit the handshake socket.
+	unix.CloseOnExec(childSockFD)
 	switch mode {
 	case "run":
 		os.Exit(childRun())
@@ -98,6 +104,9 @@ func childRun() int {
 		return exitSetup
 	}
 	faultAt("exec")
+	// Announce the exec: the host then takes EOF on the socket (closed by
+	// the exec) as success, and an error message as failure.
+	_ = unix.Sendmsg(childSockFD, []byte(msgExec), nil, nil, 0)
 	err = syscall.Exec(path, os.Args[1:], env)
 	report("exec %s: %v%s", path, err, accessHint(err))
 	return exitNoExec

@@ -47,7 +47,8 @@ type Config struct {
 	// UIDMap and GIDMap default to DefaultIDMap.
 	UIDMap, GIDMap []syscall.SysProcIDMap
 	// Caps are the capabilities the workload keeps inside its user
-	// namespace; it has none in the host's. CAP_BPF if empty.
+	// namespace; it has none in the host's. CAP_BPF if empty; CapsFor
+	// gives what a delegation needs.
 	Caps []Cap
 
 	Stdin          io.Reader
@@ -177,18 +178,35 @@ func Start(cfg Config) (*Workload, error) {
 	if err := bpffs.ServeDelegation(host, opts); err != nil {
 		return nil, abort(cmd, err)
 	}
-	// The socket is close-on-exec in the child: EOF means the command runs.
-	msg, fd, err := sys.Recv(host, make([]byte, 4096))
-	if fd >= 0 {
-		unix.Close(fd)
-	}
-	if err != nil {
-		return nil, abort(cmd, fmt.Errorf("wait for exec: %w", err))
-	}
-	if len(msg) > 0 {
-		return nil, abort(cmd, errors.New(strings.TrimPrefix(string(msg), "error: ")))
+	if err := waitExec(host); err != nil {
+		return nil, abort(cmd, err)
 	}
 	return &Workload{cmd: cmd}, nil
+}
+
+// waitExec waits for the child's announcement that it executes the
+// workload, then for the EOF that the exec causes (the socket is
+// close-on-exec), or for an error message.
+func waitExec(host int) error {
+	announced := false
+	for {
+		msg, fd, err := sys.Recv(host, make([]byte, 4096))
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		switch {
+		case err != nil:
+			return fmt.Errorf("wait for exec: %w", err)
+		case len(msg) == 0 && announced:
+			return nil
+		case len(msg) == 0:
+			return fmt.Errorf("wait for exec: %w", bpffs.ErrPeerGone)
+		case string(msg) == msgExec:
+			announced = true
+		default:
+			return errors.New(strings.TrimPrefix(string(msg), "error: "))
+		}
+	}
 }
 
 // abort kills and reaps the child and adds how it ended to err.

@@ -50,15 +50,18 @@ by themselves. Exit status, signals and standard streams pass through.`,
 				}
 			}
 			cfg := launch.Config{Args: args, Delegation: r.set, Path: path}
-			keep := []string{"CAP_BPF"}
+			cfg.Caps = launch.CapsFor(names, r.set)
 			if r.profile != nil {
-				keep = append(keep, r.profile.Caps...)
+				extra, err := launch.ParseCaps(r.profile.Caps)
+				if err != nil {
+					return fmt.Errorf("profile %s: %w", r.profile.Name, err)
+				}
+				cfg.Caps = append(cfg.Caps, extra...)
 			}
 			if cmd.Flags().Changed("caps") {
-				keep = caps
-			}
-			if cfg.Caps, err = launch.ParseCaps(keep); err != nil {
-				return err
+				if cfg.Caps, err = launch.ParseCaps(caps); err != nil {
+					return err
+				}
 			}
 			if uidMap != "" {
 				if cfg.UIDMap, err = launch.ParseIDMap(uidMap); err != nil {
@@ -87,7 +90,7 @@ by themselves. Exit status, signals and standard streams pass through.`,
 	fl.StringVar(&path, "bpffs-path", launch.DefaultPath, "where the delegated bpffs is mounted inside")
 	fl.StringVar(&uidMap, "uid-map", "", "uid map inside:host:count[,...] (default 0:100000:65536)")
 	fl.StringVar(&gidMap, "gid-map", "", "gid map (default: as --uid-map)")
-	fl.StringSliceVar(&caps, "caps", nil, "capabilities kept inside the user namespace (default CAP_BPF plus the profile's)")
+	fl.StringSliceVar(&caps, "caps", nil, "capabilities kept inside the user namespace (default: CAP_BPF, plus CAP_NET_ADMIN or CAP_PERFMON where the delegated types need them)")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "do not print delegation warnings")
 	fl.SetInterspersed(false)
 	return cmd

@@ -1,0 +1,318 @@
+package launch_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/internal/testutil"
+	"github.com/bpfgate/bpfgate/launch"
+	"github.com/bpfgate/bpfgate/token"
+)
+
+func TestMain(m *testing.M) {
+	launch.Init()
+	if kind := os.Getenv(workloadEnv); kind != "" {
+		os.Exit(runWorkload(kind))
+	}
+	os.Exit(m.Run())
+}
+
+func names(t *testing.T) *delegate.Names {
+	t.Helper()
+	n, err := delegate.KernelNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func demoSet(t *testing.T) delegate.Set {
+	t.Helper()
+	s, err := names(t).SetFlags("map_create:prog_load:btf_load", "hash:array", "socket_filter:xdp", "cgroup_inet_ingress:xdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// runJSON runs the test binary as a workload and decodes what it reports.
+func runJSON(t *testing.T, cfg launch.Config, kind string, env ...string) map[string]string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cfg.Args = []string{"/proc/self/exe"}
+	cfg.Env = append(append(os.Environ(), workloadEnv+"="+kind), env...)
+	cfg.Stdout, cfg.Stderr = &stdout, &stderr
+	code, err := launch.Run(cfg)
+	if err != nil || code != 0 {
+		t.Fatalf("workload %s: code %d, %v\nstderr: %s", kind, code, err, stderr.String())
+	}
+	var res map[string]string
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("workload %s: %v\nstdout: %s", kind, err, stdout.String())
+	}
+	return res
+}
+
+func expect(t *testing.T, got map[string]string, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+func TestDelegatedTypesWorkOthersDenied(t *testing.T) {
+	testutil.RequireRoot(t)
+	set := demoSet(t)
+	res := runJSON(t, launch.Config{Delegation: set, Caps: launch.CapsFor(names(t), set)}, "cilium")
+	expect(t, res, map[string]string{
+		"map/hash": "ok", "map/array": "ok", "prog/socket_filter": "ok", "prog/xdp": "ok",
+		"map/lru_hash": "EPERM", "map/ringbuf": "EPERM", "prog/kprobe": "EPERM",
+	})
+	// XDP also takes CAP_NET_ADMIN in the workload's user namespace.
+	res = runJSON(t, launch.Config{Delegation: set, Caps: []launch.Cap{unix.CAP_BPF}}, "cilium")
+	expect(t, res, map[string]string{"prog/socket_filter": "ok", "prog/xdp": "EPERM"})
+}
+
+func TestNoDelegationDeniesEverything(t *testing.T) {
+	testutil.RequireRoot(t)
+	res := runJSON(t, launch.Config{}, "cilium")
+	for k, v := range res {
+		if v != "EPERM" {
+			t.Errorf("%s: got %q, want EPERM", k, v)
+		}
+	}
+	if len(res) == 0 {
+		t.Fatal("no results")
+	}
+}
+
+func TestNoTokenFromForeignBPFFS(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := testutil.PublicDir(t)
+	if err := bpffs.Mount(dir, bpffs.Options{Delegation: demoSet(t)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bpffs.Unmount(dir) })
+
+	// The host itself: tokens do not exist in the initial user namespace.
+	if _, err := token.Create(dir); !errors.Is(err, token.ErrInitUserNS) {
+		t.Errorf("token in the initial user namespace: got %v", err)
+	}
+	// A workload sees the host's bpffs, but it belongs to another user namespace.
+	res := runJSON(t, launch.Config{Delegation: demoSet(t)}, "token-from", "BPFGATE_TEST_PATH="+dir)
+	expect(t, res, map[string]string{"result": "EPERM"})
+	if !strings.Contains(res["error"], "owned by another user namespace") {
+		t.Errorf("error does not explain: %q", res["error"])
+	}
+}
+
+func TestIdentityAndCapabilities(t *testing.T) {
+	testutil.RequireRoot(t)
+	res := runJSON(t, launch.Config{Delegation: demoSet(t)}, "identity")
+	expect(t, res, map[string]string{
+		"uid_map": "0 100000 65536",
+		"CapEff":  "0000008000000000", // CAP_BPF only
+		"CapBnd":  "0000008000000000",
+	})
+	res = runJSON(t, launch.Config{Delegation: demoSet(t), Caps: []launch.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN},
+		UIDMap: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 200000, Size: 1}}}, "identity")
+	expect(t, res, map[string]string{
+		"uid_map": "0 200000 1",
+		"CapEff":  "0000008000001000",
+	})
+}
+
+func TestRefusesHostRoot(t *testing.T) {
+	_, err := launch.Start(launch.Config{Args: []string{"true"},
+		UIDMap: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}})
+	if os.Geteuid() == 0 && !errors.Is(err, launch.ErrHostRoot) {
+		t.Fatalf("got %v, want ErrHostRoot", err)
+	}
+	if os.Geteuid() != 0 && !errors.Is(err, launch.ErrNotRoot) {
+		t.Fatalf("got %v, want ErrNotRoot", err)
+	}
+}
+
+func TestExitStatusAndStreams(t *testing.T) {
+	testutil.RequireRoot(t)
+	var stdout, stderr bytes.Buffer
+	code, err := launch.Run(launch.Config{
+		Args:       []string{"sh", "-c", `read x; echo "got $x"; echo oops >&2; exit 3`},
+		Delegation: demoSet(t),
+		Stdin:      strings.NewReader("hello\n"), Stdout: &stdout, Stderr: &stderr,
+	})
+	if err != nil || code != 3 {
+		t.Fatalf("code %d, %v", code, err)
+	}
+	if stdout.String() != "got hello\n" || stderr.String() != "oops\n" {
+		t.Fatalf("stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+	w, err := launch.Start(launch.Config{Args: []string{"sleep", "30"}, Delegation: demoSet(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := w.Wait(); code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("killed by SIGTERM: code %d", code)
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, err := launch.Start(launch.Config{Args: []string{"no-such-command-bpfgate"}, Delegation: demoSet(t)})
+	if err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("missing command: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "bpfgate-private-") // 0700: the workload cannot enter
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	exe := filepath.Join(dir, "tool")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\ntrue\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = launch.Start(launch.Config{Args: []string{exe}, Delegation: demoSet(t)})
+	if err == nil || !strings.Contains(err.Error(), "readable and searchable by others") {
+		t.Errorf("unreachable command: %v", err)
+	}
+}
+
+// leftovers counts what a failed start could leave behind in this process:
+// open fds, child processes and bpffs mounts.
+type leftovers struct{ fds, children, mounts int }
+
+func snapshot(t *testing.T) leftovers {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	children := 0
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		data, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		children += len(strings.Fields(string(data)))
+	}
+	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("bpf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leftovers{len(fds), children, len(ms)}
+}
+
+func TestHandshakeFaultsLeaveNothing(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct{ step, want string }{
+		{bpffs.StepOpen, "step send"},
+		{bpffs.StepSend, "step send"},
+		{bpffs.StepAttach, "step attach"},
+		{bpffs.StepConfirm, "step attach"},
+		{"exec", "wait for exec"},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			before := snapshot(t)
+			_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
+				Env: append(os.Environ(), bpffs.FaultEnv+"="+tc.step)})
+			if err == nil {
+				t.Fatal("start succeeded although the workload side was killed")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			if tc.step != "exec" && !strings.Contains(err.Error(), "killed") {
+				t.Errorf("error %q does not say the workload side was killed", err)
+			}
+			if after := snapshot(t); after != before {
+				t.Errorf("left behind: before %+v, after %+v", before, after)
+			}
+		})
+	}
+	t.Run("host-config", func(t *testing.T) {
+		before := snapshot(t)
+		bad := uint32(4242) // not mapped in the workload's user namespace
+		_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
+			BPFFS: bpffs.Options{UID: &bad}})
+		if err == nil || !strings.Contains(err.Error(), "step configure") || !strings.Contains(err.Error(), "uid") {
+			t.Errorf("bad uid: %v", err)
+		}
+		if after := snapshot(t); after != before {
+			t.Errorf("left behind: before %+v, after %+v", before, after)
+		}
+	})
+}
+
+// TestMountIntoForeignProcess mounts a delegated bpffs into a process that
+// bpfgate did not start: a plain os/exec child in its own namespaces.
+func TestMountIntoForeignProcess(t *testing.T) {
+	testutil.RequireRoot(t)
+	if _, err := exec.LookPath(launch.Nsenter); err != nil {
+		testutil.Skip(t, "no nsenter: "+err.Error())
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), workloadEnv+"=wait-cilium")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		Credential:  &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 300000, Size: 65536}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 300000, Size: 65536}},
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	if err := launch.MountInto(cmd.Process.Pid, "/sys/fs/bpf", bpffs.Options{Delegation: demoSet(t)}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := bpffs.MountsOf(cmd.Process.Pid, names(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range ms {
+		found = found || (m.Path == "/sys/fs/bpf" && m.Delegation == names(t).Canonical(demoSet(t)) && m.UID == 300000)
+	}
+	if !found {
+		t.Fatalf("no delegated bpffs owned by uid 300000 at /sys/fs/bpf in pid %d: %+v", cmd.Process.Pid, ms)
+	}
+	stdin.Write([]byte{'\n'})
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("workload: %v\n%s", err, stderr.String())
+	}
+	var res map[string]string
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatal(err, stdout.String())
+	}
+	expect(t, res, map[string]string{"map/hash": "ok", "prog/socket_filter": "ok", "map/lru_hash": "EPERM"})
+
+	// The host's user namespace is refused with a clear error.
+	err = launch.MountInto(os.Getpid(), "/tmp", bpffs.Options{Delegation: demoSet(t)})
+	if !errors.Is(err, launch.ErrSharedUserNS) {
+		t.Errorf("own process: %v", err)
+	}
+	_ = strconv.Itoa
+}
