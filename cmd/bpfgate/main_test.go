@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/internal/testutil"
+	"github.com/bpfgate/bpfgate/launch"
+)
+
+// asBPFGate makes the test binary behave as the bpfgate command, so that the
+// tests run the real CLI, and workloads can run it again as /proc/self/exe.
+const asBPFGate = "BPFGATE_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	launch.Init()
+	if os.Getenv(asBPFGate) != "" {
+		os.Exit(execute(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func bpfgate(t *testing.T, args ...string) result {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), asBPFGate+"=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func TestCheck(t *testing.T) {
+	r := bpfgate(t, "check", "--profile", "demo")
+	want := "delegate_cmds=map_create:prog_load:btf_load,delegate_maps=hash:array,delegate_progs=socket_filter,delegate_attachs=cgroup_inet_ingress\n"
+	if r.code != 0 || r.stdout != want {
+		t.Fatalf("check demo: %+v", r)
+	}
+	r = bpfgate(t, "check", "--progs", "socket_fltr")
+	if r.code != 1 || !strings.Contains(r.stderr, `unknown program type "socket_fltr"; did you mean socket_filter?`) {
+		t.Fatalf("typo: %+v", r)
+	}
+	r = bpfgate(t, "check", "--options", "delegate_cmds=prog_load", "--progs", "socket_filter")
+	if !strings.Contains(r.stdout, "warning: program type socket_filter is delegated without attach type cgroup_inet_ingress") {
+		t.Fatalf("trap not reported: %+v", r)
+	}
+	r = bpfgate(t, "check", "--cmds", "prog_load:0x1")
+	if !strings.Contains(r.stderr, "replace the values listed before it") || !strings.HasPrefix(r.stdout, "delegate_cmds=map_create:prog_load") {
+		t.Fatalf("kernel quirk: %+v", r)
+	}
+}
+
+func TestNamesAndProfiles(t *testing.T) {
+	r := bpfgate(t, "names", "progs", "--json")
+	var names map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &names); err != nil || !strings.Contains(r.stdout, `"socket_filter"`) {
+		t.Fatalf("names: %v %+v", err, r)
+	}
+	r = bpfgate(t, "profiles")
+	for _, p := range []string{"demo", "net", "trace"} {
+		if !strings.Contains(r.stdout, p+" (builtin)") {
+			t.Errorf("profiles lacks %s: %s", p, r.stdout)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfg, []byte("profiles:\n  counter:\n    cmds: [map_create]\n    maps: [hsah]\n"), 0o644)
+	r = bpfgate(t, "--config", cfg, "profiles")
+	if r.code != 1 || !strings.Contains(r.stderr, "config.yaml:4: profiles.counter.maps") {
+		t.Fatalf("bad config: %+v", r)
+	}
+	r = bpfgate(t, "run", "--profile", "nope", "--", "true")
+	if r.code != 1 || !strings.Contains(r.stderr, `unknown profile "nope" (known: demo, net, trace)`) {
+		t.Fatalf("unknown profile: %+v", r)
+	}
+	r = bpfgate(t, "run", "--", "true")
+	if r.code != 1 || !strings.Contains(r.stderr, "nothing to delegate") {
+		t.Fatalf("empty delegation: %+v", r)
+	}
+}
+
+// TestRunProbe is the README's main job: an unprivileged workload probes
+// what its token allows.
+func TestRunProbe(t *testing.T) {
+	testutil.RequireRoot(t)
+	r := bpfgate(t, "run", "--profile", "demo", "--", "/proc/self/exe", "token", "probe", "--json")
+	if r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	var rep struct {
+		Token bool   `json:"token"`
+		BTF   string `json:"btf_load"`
+		Maps  []struct{ Type, Outcome string }
+		Progs []struct{ Type, Outcome string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err, r.stdout)
+	}
+	got := map[string]string{"btf": rep.BTF}
+	for _, m := range rep.Maps {
+		got["map/"+m.Type] = m.Outcome
+	}
+	for _, p := range rep.Progs {
+		got["prog/"+p.Type] = p.Outcome
+	}
+	for k, v := range map[string]string{"btf": "ok", "map/hash": "ok", "map/array": "ok", "map/lru_hash": "denied",
+		"prog/socket_filter": "ok", "prog/xdp": "denied", "prog/kprobe": "denied"} {
+		if got[k] != v {
+			t.Errorf("%s: got %q, want %q", k, got[k], v)
+		}
+	}
+	if !rep.Token {
+		t.Error("no token used")
+	}
+}
+
+func TestRunTokenShow(t *testing.T) {
+	testutil.RequireRoot(t)
+	r := bpfgate(t, "run", "--profile", "demo", "--", "/proc/self/exe", "token", "show", "--json", "/sys/fs/bpf")
+	var views []tokenView
+	if err := json.Unmarshal([]byte(r.stdout), &views); err != nil || len(views) != 1 {
+		t.Fatalf("%v %+v", err, r)
+	}
+	v := views[0]
+	if v.Token == nil || v.Source != "obj_info" && v.Source != "fdinfo" {
+		t.Fatalf("no token info: %+v", v)
+	}
+	if strings.Join(v.Token.Names["progs"], ",") != "socket_filter" || v.UID != 100000 {
+		t.Fatalf("token view: %+v", v)
+	}
+	if v.Token.Options != v.Delegation.Options {
+		t.Fatalf("token %q and mount %q disagree", v.Token.Options, v.Delegation.Options)
+	}
+}
+
+func TestRunPassesStatusAndSignals(t *testing.T) {
+	testutil.RequireRoot(t)
+	if r := bpfgate(t, "run", "-q", "--profile", "demo", "--", "sh", "-c", "exit 5"); r.code != 5 {
+		t.Fatalf("exit status: %+v", r)
+	}
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "run", "--profile", "demo", "--", "sleep", "30")
+	cmd.Env = append(os.Environ(), asBPFGate+"=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let it reach the workload
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+int(syscall.SIGTERM) {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+}
+
+func TestMountAndShowOnHost(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := testutil.PublicDir(t)
+	r := bpfgate(t, "mount", dir, "--cmds", "map_create", "--maps", "hash", "--mode", "0700", "--uid", "100000")
+	if r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	defer bpffs.Unmount(dir)
+	r = bpfgate(t, "token", "show", "--json", dir)
+	var views []tokenView
+	if err := json.Unmarshal([]byte(r.stdout), &views); err != nil || len(views) != 1 {
+		t.Fatalf("%v %+v", err, r)
+	}
+	v := views[0]
+	if v.Delegation.Options != "delegate_cmds=map_create,delegate_maps=hash" || v.Mode != "0700" || v.UID != 100000 {
+		t.Fatalf("%+v", v)
+	}
+	if v.Token != nil || !strings.Contains(v.TokenError, "initial user namespace") {
+		t.Fatalf("token on the host: %+v", v)
+	}
+	r = bpfgate(t, "mount", dir+"/nope", "--cmds", "bogus")
+	if r.code != 1 || !strings.Contains(r.stderr, `unknown command "bogus"`) {
+		t.Fatalf("bad name: %+v", r)
+	}
+}
