@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Measures bpfgate's per-start costs against baselines in the same run.
+# Run as root:  bash bench/run.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-200}
+out=$(mktemp -d /tmp/bpfgate-bench-XXXXXX)
+chmod 755 "$out"
+trap 'rm -rf "$out"' EXIT
+go build -o "$out/bpfgate" ./cmd/bpfgate
+go build -o "$out/compare" ./bench/compare
+bg="$out/bpfgate"
+
+echo "== bpfgate run against unshare -Urm (the raw namespace cost)"
+"$out/compare" -n "$n" "unshare -Urm true" "$bg run -q --profile demo -- true"
+
+echo "== cold CLI start, kernel names included (names cached per boot, and not cached)"
+"$bg" names >/dev/null # warm the per-boot cache
+"$out/compare" -n "$n" "true" "$bg check --profile demo" "env BPFGATE_NAMES_CACHE=off $bg check --profile demo"
+
+echo "== probe of every map and program type, inside a workload"
+"$bg" run -q --profile net -- "$bg" token probe | tail -1
