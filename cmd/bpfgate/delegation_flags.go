@@ -40,6 +40,16 @@ type resolved struct {
 	profile *delegate.Profile
 }
 
+// load reads the running kernel's names and resolves the flags with them.
+func (f *delegationFlags) load(g *globals) (*delegate.Names, resolved, error) {
+	names, err := delegate.KernelNames()
+	if err != nil {
+		return nil, resolved{}, err
+	}
+	r, err := f.resolve(g, names)
+	return names, r, err
+}
+
 // resolve builds the Set: the profile's, with each given flag added.
 func (f *delegationFlags) resolve(g *globals, names *delegate.Names) (resolved, error) {
 	var r resolved

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bpfgate/bpfgate/bpffs"
-	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/launch"
 )
 
@@ -27,11 +26,7 @@ mount namespace (for example a container's init).`,
   bpfgate mount --pid 4242 --profile net /sys/fs/bpf`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, err := delegate.KernelNames()
-			if err != nil {
-				return err
-			}
-			r, err := df.resolve(g, names)
+			names, r, err := df.load(g)
 			if err != nil {
 				return err
 			}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/launch"
 )
 
@@ -33,11 +32,7 @@ by themselves. Exit status, signals and standard streams pass through.`,
   bpfgate run --cmds map_create,prog_load,btf_load --maps hash --progs xdp --attachs xdp -- ./loader`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names, err := delegate.KernelNames()
-			if err != nil {
-				return err
-			}
-			r, err := df.resolve(g, names)
+			names, r, err := df.load(g)
 			if err != nil {
 				return err
 			}
