@@ -10,5 +10,7 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -count=1 ./...
+# The workload half has a C fast path (cgo) and a Go fallback: test both.
+CGO_ENABLED=0 go test -count=1 ./launch ./cmd/bpfgate
 # A short run of the parser fuzzer on top of its seed corpus.
 go test -run='^$' -fuzz=FuzzParseMask -fuzztime=10s ./delegate
