@@ -3,7 +3,6 @@ package delegate_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 
@@ -170,8 +169,4 @@ func TestKernelNumberQuirk(t *testing.T) {
 	if got := delegateOptions(ms[0].VFSOptions); got != "delegate_cmds=map_create:prog_load" {
 		t.Fatalf("bpffs.Mount shows %q", got)
 	}
-}
-
-func TestMain(m *testing.M) {
-	os.Exit(m.Run())
 }

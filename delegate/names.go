@@ -64,13 +64,7 @@ type enumerator struct {
 // __MAX_ guard.
 func newEnum(k Kind, vals []enumerator) Enum {
 	var e Enum
-	guard := "__MAX_" + strings.TrimSuffix(k.Prefix(), "_")
-	if k == Attachs {
-		guard = "__MAX_BPF_ATTACH_TYPE"
-	}
-	if k == Cmds {
-		guard = "__MAX_BPF_CMD"
-	}
+	guard := kindInfo[k].guard
 	maxSeen := uint64(0)
 	for _, v := range vals {
 		if v.name == guard {

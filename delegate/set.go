@@ -17,12 +17,12 @@ const (
 var Kinds = [...]Kind{Cmds, Maps, Progs, Attachs}
 
 var kindInfo = [...]struct {
-	name, option, enum, prefix, noun string
+	name, option, enum, prefix, noun, guard string
 }{
-	Cmds:    {"cmds", "delegate_cmds", "bpf_cmd", "BPF_", "command"},
-	Maps:    {"maps", "delegate_maps", "bpf_map_type", "BPF_MAP_TYPE_", "map type"},
-	Progs:   {"progs", "delegate_progs", "bpf_prog_type", "BPF_PROG_TYPE_", "program type"},
-	Attachs: {"attachs", "delegate_attachs", "bpf_attach_type", "BPF_", "attach type"},
+	Cmds:    {"cmds", "delegate_cmds", "bpf_cmd", "BPF_", "command", "__MAX_BPF_CMD"},
+	Maps:    {"maps", "delegate_maps", "bpf_map_type", "BPF_MAP_TYPE_", "map type", "__MAX_BPF_MAP_TYPE"},
+	Progs:   {"progs", "delegate_progs", "bpf_prog_type", "BPF_PROG_TYPE_", "program type", "__MAX_BPF_PROG_TYPE"},
+	Attachs: {"attachs", "delegate_attachs", "bpf_attach_type", "BPF_", "attach type", "__MAX_BPF_ATTACH_TYPE"},
 }
 
 func (k Kind) valid() bool { return k >= Cmds && k <= Attachs }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -314,5 +313,4 @@ func TestMountIntoForeignProcess(t *testing.T) {
 	if !errors.Is(err, launch.ErrSharedUserNS) {
 		t.Errorf("own process: %v", err)
 	}
-	_ = strconv.Itoa
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -76,7 +77,7 @@ namespace) it is created and its own view is shown as well.`,
 			}
 			var views []tokenView
 			for _, m := range mounts {
-				if len(args) > 0 && !contains(args, m.Path) {
+				if len(args) > 0 && !slices.Contains(args, m.Path) {
 					continue
 				}
 				if len(args) == 0 && m.Delegation.IsZero() {
@@ -133,15 +134,6 @@ namespace) it is created and its own view is shown as well.`,
 			return nil
 		},
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func hasView(vs []tokenView, path string) bool {
