@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -210,12 +211,25 @@ func snapshot(t *testing.T) leftovers {
 		data, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
 		children += len(strings.Fields(string(data)))
 	}
+	// Only bpffs mounts owned by this test's workloads count: other test
+	// packages mount and unmount their own in parallel.
 	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("bpf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return leftovers{len(fds), children, len(ms)}
+	mounts := 0
+	for _, m := range ms {
+		if strings.Contains(","+m.VFSOptions+",", ",uid="+strconv.Itoa(faultHostID)+",") {
+			mounts++
+		}
+	}
+	return leftovers{len(fds), children, mounts}
 }
+
+// faultHostID is the host uid of the fault tests' workloads.
+const faultHostID = 400000
+
+var faultIDMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: faultHostID, Size: 65536}}
 
 func TestHandshakeFaultsLeaveNothing(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -229,6 +243,7 @@ func TestHandshakeFaultsLeaveNothing(t *testing.T) {
 		t.Run(tc.step, func(t *testing.T) {
 			before := snapshot(t)
 			_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
+				UIDMap: faultIDMap, GIDMap: faultIDMap,
 				Env: append(os.Environ(), bpffs.FaultEnv+"="+tc.step)})
 			if err == nil {
 				t.Fatal("start succeeded although the workload side was killed")
@@ -248,7 +263,7 @@ func TestHandshakeFaultsLeaveNothing(t *testing.T) {
 		before := snapshot(t)
 		bad := uint32(4242) // not mapped in the workload's user namespace
 		_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
-			BPFFS: bpffs.Options{UID: &bad}})
+			UIDMap: faultIDMap, GIDMap: faultIDMap, BPFFS: bpffs.Options{UID: &bad}})
 		if err == nil || !strings.Contains(err.Error(), "step configure") || !strings.Contains(err.Error(), "uid") {
 			t.Errorf("bad uid: %v", err)
 		}
