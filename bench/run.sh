@@ -9,10 +9,14 @@ chmod 755 "$out"
 trap 'rm -rf "$out"' EXIT
 go build -o "$out/bpfgate" ./cmd/bpfgate
 go build -o "$out/compare" ./bench/compare
+for f in gohello cgohello goexecns; do go build -o "$out/$f" ./bench/floor/$f; done
 bg="$out/bpfgate"
 
 echo "== bpfgate run against unshare -Urm (the raw namespace cost)"
 "$out/compare" -n "$n" "unshare -Urm true" "$bg run -q --profile demo -- true"
+
+echo "== floors: what a Go program pays before any BPF work (see bench/floor/doc.go)"
+"$out/compare" -n "$n" "unshare -Urm true" "$out/gohello" "$out/cgohello" "$out/goexecns"
 
 echo "== cold CLI start, kernel names included (names cached per boot, and not cached)"
 "$bg" names >/dev/null # warm the per-boot cache

@@ -1,0 +1,4 @@
+// Command gohello does nothing: the start-up cost of the Go runtime.
+package main
+
+func main() {}
