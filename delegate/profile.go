@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -12,6 +14,18 @@ import (
 
 // ErrUnknownProfile means no profile has the requested name.
 var ErrUnknownProfile = errors.New("unknown profile")
+
+// DefaultPath is where a workload finds its bpffs unless a profile says
+// otherwise: where libbpf and cilium/ebpf look for a token.
+const DefaultPath = "/sys/fs/bpf"
+
+// BPFFSPath returns where the profile's bpffs goes inside a workload.
+func (p Profile) BPFFSPath() string {
+	if p.Path == "" {
+		return DefaultPath
+	}
+	return p.Path
+}
 
 // Profile is a named delegation, written with names so that it reads the same
 // on every kernel.
@@ -25,6 +39,13 @@ type Profile struct {
 	// Caps are capabilities a workload keeps inside its user namespace on
 	// top of those the delegation itself calls for (see launch.CapsFor).
 	Caps []string `json:"caps,omitempty" yaml:"caps"`
+	// Path is where a container gets the bpffs (DefaultPath if empty).
+	Path string `json:"path,omitempty" yaml:"path"`
+	// UID and GID own the bpffs root, as ids inside the workload's user
+	// namespace (its root if nil); Mode is its permission bits.
+	UID  *uint32 `json:"uid,omitempty" yaml:"uid"`
+	GID  *uint32 `json:"gid,omitempty" yaml:"gid"`
+	Mode *uint32 `json:"mode,omitempty" yaml:"-"`
 	// Builtin profiles skip names the running kernel does not know yet.
 	Builtin bool   `json:"builtin" yaml:"-"`
 	Source  string `json:"source,omitempty" yaml:"-"`
@@ -173,6 +194,10 @@ type profileYAML struct {
 	Progs       list     `yaml:"progs"`
 	Attachs     list     `yaml:"attachs"`
 	Caps        []string `yaml:"caps"`
+	Path        string   `yaml:"path"`
+	UID         *uint32  `yaml:"uid"`
+	GID         *uint32  `yaml:"gid"`
+	Mode        string   `yaml:"mode"`
 }
 
 // LoadProfiles reads profiles from a YAML file of the form
@@ -185,6 +210,10 @@ type profileYAML struct {
 //	    progs: socket_filter
 //	    attachs: cgroup_inet_ingress
 //	    caps: [CAP_NET_ADMIN]
+//	    path: /sys/fs/bpf   # where containers get the bpffs
+//	    uid: 0              # owner of the bpffs root, inside the workload
+//	    gid: 0
+//	    mode: "0700"
 //
 // and checks every name against n. Errors carry the file, line and key.
 func LoadProfiles(path string, n *Names) ([]Profile, error) {
@@ -224,7 +253,7 @@ func LoadProfiles(path string, n *Names) ([]Profile, error) {
 	return out, nil
 }
 
-var knownProfileKeys = []string{"description", "cmds", "maps", "progs", "attachs", "caps"}
+var knownProfileKeys = []string{"description", "cmds", "maps", "progs", "attachs", "caps", "path", "uid", "gid", "mode"}
 
 func decodeProfile(path string, name, body *yaml.Node, n *Names) (Profile, error) {
 	key := "profiles." + name.Value
@@ -243,7 +272,29 @@ func decodeProfile(path string, name, body *yaml.Node, n *Names) (Profile, error
 		return Profile{}, &ConfigError{path, body.Line, key, err}
 	}
 	p := Profile{Name: name.Value, Description: py.Description, Cmds: string(py.Cmds), Maps: string(py.Maps),
-		Progs: string(py.Progs), Attachs: string(py.Attachs), Caps: py.Caps, Source: path}
+		Progs: string(py.Progs), Attachs: string(py.Attachs), Caps: py.Caps, Source: path,
+		Path: py.Path, UID: py.UID, GID: py.GID}
+	line := func(k string) int {
+		for i := 0; i+1 < len(body.Content); i += 2 {
+			if body.Content[i].Value == k {
+				return body.Content[i+1].Line
+			}
+		}
+		return body.Line
+	}
+	if py.Path != "" && (!filepath.IsAbs(py.Path) || filepath.Clean(py.Path) != py.Path || py.Path == "/") {
+		return Profile{}, &ConfigError{path, line("path"), key + ".path",
+			fmt.Errorf("%q: want a clean absolute path below /, e.g. %s", py.Path, DefaultPath)}
+	}
+	if py.Mode != "" {
+		m, err := strconv.ParseUint(py.Mode, 8, 32)
+		if err != nil || m > 0o7777 {
+			return Profile{}, &ConfigError{path, line("mode"), key + ".mode",
+				fmt.Errorf("%q: want octal permission bits as a string, e.g. \"0700\"", py.Mode)}
+		}
+		mode := uint32(m)
+		p.Mode = &mode
+	}
 	for i := 0; i+1 < len(body.Content); i += 2 {
 		k, v := body.Content[i], body.Content[i+1]
 		kind, ok := KindByName(k.Value)

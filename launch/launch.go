@@ -27,7 +27,7 @@ var (
 
 // DefaultPath is where the workload finds its bpffs, and where libbpf and
 // cilium/ebpf look for a token.
-const DefaultPath = "/sys/fs/bpf"
+const DefaultPath = delegate.DefaultPath
 
 // DefaultIDMap maps the workload's root to an unprivileged host range, like
 // podman's --uidmap 0:100000:65536.
