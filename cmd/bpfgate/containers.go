@@ -1,0 +1,374 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/cdi"
+	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/launch"
+	"github.com/bpfgate/bpfgate/ocihook"
+)
+
+// policy is what containers may receive: the config file's profiles, or
+// the built-in ones when the file defines none.
+func (g *globals) policy(names *delegate.Names) ([]delegate.Profile, error) {
+	ps, err := g.profiles(names)
+	if err != nil {
+		return nil, err
+	}
+	var fromFile []delegate.Profile
+	for _, p := range ps {
+		if !p.Builtin {
+			fromFile = append(fromFile, p)
+		}
+	}
+	if len(fromFile) > 0 {
+		return fromFile, nil
+	}
+	return ps, nil
+}
+
+// hookFlags are how a generated spec runs bpfgate.
+type hookFlags struct {
+	path, log string
+}
+
+func (h *hookFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&h.path, "hook-path", "", "bpfgate binary the runtime runs (default: this one)")
+	cmd.Flags().StringVar(&h.log, "log", "", "make the hook also log to this file")
+}
+
+func (h *hookFlags) hook(g *globals) (cdi.Hook, error) {
+	path := h.path
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return cdi.Hook{}, err
+		}
+		path = exe
+	}
+	hook := cdi.Hook{Path: path}
+	if h.log != "" {
+		hook.Args = append(hook.Args, "--log", h.log)
+	}
+	if g.config != defaultConfig() || os.Getenv(configEnv) != "" {
+		abs, err := filepath.Abs(g.config)
+		if err != nil {
+			return cdi.Hook{}, err
+		}
+		hook.Args = append(hook.Args, "--config", abs)
+	}
+	return hook, nil
+}
+
+func newCDICmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cdi",
+		Short: "BPF rights as CDI devices (podman, containerd, CRI-O)",
+	}
+	var (
+		output string
+		hf     hookFlags
+	)
+	gen := &cobra.Command{
+		Use:   "generate",
+		Short: "Write a CDI spec with one bpfgate.dev/bpf device per allowed profile",
+		Long: `Write a CDI spec with a device bpfgate.dev/bpf=PROFILE for each profile the
+host allows (those of the config file, or the built-in ones when it defines
+none). Each device runs 'bpfgate oci-hook' at the createRuntime stage, which
+mounts the profile's delegated bpffs in the container. The container needs a
+user namespace of its own and CAP_BPF (plus what the profile's types need).`,
+		Example: `  bpfgate cdi generate
+  podman run --uidmap 0:100000:65536 --gidmap 0:100000:65536 --cap-add bpf \
+    --device bpfgate.dev/bpf=demo IMAGE`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			names, err := delegate.KernelNames()
+			if err != nil {
+				return err
+			}
+			ps, err := g.policy(names)
+			if err != nil {
+				return err
+			}
+			hook, err := hf.hook(g)
+			if err != nil {
+				return err
+			}
+			spec, err := cdi.Spec(ps, hook)
+			if err != nil {
+				return err
+			}
+			if output == "-" {
+				data, err := yaml.Marshal(spec)
+				if err != nil {
+					return err
+				}
+				_, err = os.Stdout.Write(data)
+				return err
+			}
+			if err := cdi.Write(spec, output); err != nil {
+				return err
+			}
+			if !g.json {
+				fmt.Fprintf(os.Stderr, "bpfgate: wrote %s with %d devices (%s=...)\n", output, len(spec.Devices), cdi.Kind)
+			}
+			return nil
+		},
+	}
+	gen.Flags().StringVarP(&output, "output", "o", cdi.DefaultOutput, "where to write the spec (- for stdout)")
+	hf.register(gen)
+
+	var dirs []string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Show the bpfgate devices a container runtime would see",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			devs, errs, err := cdi.List(dirs...)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(devs)
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "DEVICE\tSTAGE\tHOOK\tSPEC")
+			for _, d := range devs {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Name, d.Stage, strings.Join(append([]string{d.HookPath}, d.HookArgs[1:]...), " "), d.Spec)
+			}
+			w.Flush()
+			for file, es := range errs {
+				for _, e := range es {
+					fmt.Fprintf(os.Stderr, "bpfgate: warning: %s: %v\n", file, e)
+				}
+			}
+			return nil
+		},
+	}
+	list.Flags().StringSliceVar(&dirs, "spec-dir", nil, "CDI spec directories (default /etc/cdi,/var/run/cdi)")
+	cmd.AddCommand(gen, list)
+	return cmd
+}
+
+// HooksDirDefault is where podman and CRI-O look for OCI hooks.d entries.
+const hooksDirDefault = "/usr/share/containers/oci/hooks.d/bpfgate.json"
+
+// hooksDirEntry is the hooks.d 1.0.0 schema of containers/common.
+type hooksDirEntry struct {
+	Version string     `json:"version"`
+	Hook    specs.Hook `json:"hook"`
+	When    struct {
+		Annotations map[string]string `json:"annotations"`
+	} `json:"when"`
+	Stages []string `json:"stages"`
+}
+
+func newOCIHookCmd(g *globals) *cobra.Command {
+	var (
+		profile, logPath string
+		timeout          time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "oci-hook",
+		Short: "The OCI runtime hook: mount a profile's delegated bpffs in a container",
+		Long: `Run by a container runtime at the createRuntime stage with the OCI state on
+standard input: mount the delegated bpffs of the profile (from --profile, or
+the container's io.bpfgate.profile annotation) inside the container. The
+profile must be one the host allows; the container must have a user
+namespace of its own and the capabilities the token needs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bpffs.HandshakeTimeout = timeout
+			res, err := runHook(g, profile)
+			logHook(logPath, res, err)
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&profile, "profile", "", "the profile (default: the "+ocihook.ProfileAnnotation+" annotation)")
+	fl.StringVar(&logPath, "log", "", "also append a JSON line per container to this file")
+	fl.DurationVar(&timeout, "timeout", 5*time.Second, "bound on each step of the mount")
+
+	var (
+		output string
+		hf     hookFlags
+	)
+	hooksd := &cobra.Command{
+		Use:   "hooks-d",
+		Short: "Write an OCI hooks.d entry that runs the hook for annotated containers",
+		Long: `Write a hooks.d entry (podman --hooks-dir, CRI-O hooks_dir) that runs
+'bpfgate oci-hook' at the createRuntime stage for every container annotated
+with ` + ocihook.ProfileAnnotation + `=PROFILE. For runtimes without CDI.`,
+		Example: `  bpfgate oci-hook hooks-d
+  podman run --annotation io.bpfgate.profile=demo --cap-add bpf --uidmap 0:100000:65536 --gidmap 0:100000:65536 IMAGE`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			hook, err := hf.hook(g)
+			if err != nil {
+				return err
+			}
+			timeout := cdi.HookTimeout
+			e := hooksDirEntry{Version: "1.0.0", Stages: []string{ocihook.Stage},
+				Hook: specs.Hook{Path: hook.Path, Args: hook.HookArgs(""), Env: hook.Env, Timeout: &timeout}}
+			e.When.Annotations = map[string]string{"^" + strings.ReplaceAll(ocihook.ProfileAnnotation, ".", `\.`) + "$": ".+"}
+			data, err := json.MarshalIndent(e, "", "  ")
+			if err != nil {
+				return err
+			}
+			return writeFile(output, append(data, '\n'))
+		},
+	}
+	hooksd.Flags().StringVarP(&output, "output", "o", hooksDirDefault, "where to write the entry (- for stdout)")
+	hf.register(hooksd)
+	var base, seccompOut string
+	seccomp := &cobra.Command{
+		Use:   "seccomp",
+		Short: "Write a seccomp profile that lets containers with CAP_BPF call bpf(2)",
+		Long: `Write the runtime's default seccomp profile with one change: bpf(2) is allowed
+to containers with CAP_BPF, not only to those with CAP_SYS_ADMIN. Older
+containers-common profiles (Debian 12's podman 4.3) fail every bpf(2) call of
+a container without CAP_SYS_ADMIN with EPERM, before the kernel could look
+at the token. Use it with --security-opt seccomp=FILE, or make it the default
+with seccomp_profile in containers.conf.`,
+		Example: `  bpfgate oci-hook seccomp
+  podman run --security-opt seccomp=/etc/bpfgate/seccomp.json --cap-add bpf ...`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			data, err := os.ReadFile(base)
+			if err != nil {
+				return fmt.Errorf("base profile: %w (give --base)", err)
+			}
+			out, err := ocihook.SeccompAllowBPF(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", base, err)
+			}
+			return writeFile(seccompOut, append(out, '\n'))
+		},
+	}
+	seccomp.Flags().StringVar(&base, "base", ocihook.DefaultSeccompBase, "the profile to start from")
+	seccomp.Flags().StringVarP(&seccompOut, "output", "o", "/etc/bpfgate/seccomp.json", "where to write it (- for stdout)")
+	cmd.AddCommand(hooksd, seccomp)
+	return cmd
+}
+
+// writeFile writes data to path atomically, or to stdout for "-".
+func writeFile(path string, data []byte) error {
+	if path == "-" {
+		_, err := os.Stdout.Write(data)
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func runHook(g *globals, profileFlag string) (*ocihook.Result, error) {
+	st, err := ocihook.ReadState(os.Stdin)
+	if err != nil {
+		return nil, err
+	}
+	res := &ocihook.Result{Container: st.ID, Pid: st.Pid}
+	fail := func(err error) (*ocihook.Result, error) {
+		return res, fmt.Errorf("container %s: %w", shortID(st.ID), err)
+	}
+	name, err := ocihook.ProfileName(st, profileFlag)
+	if err != nil {
+		return fail(err)
+	}
+	res.Profile = name
+	spec, err := ocihook.LoadBundle(st)
+	if err != nil {
+		return fail(err)
+	}
+	names, err := delegate.KernelNames()
+	if err != nil {
+		return fail(err)
+	}
+	ps, err := g.policy(names)
+	if err != nil {
+		return fail(err)
+	}
+	p, err := delegate.FindProfile(ps, name)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %w", ocihook.ErrNotAllowed, err))
+	}
+	set, _, err := p.Resolve(names)
+	if err != nil {
+		return fail(err)
+	}
+	caps := launch.CapsFor(names, set)
+	extra, err := launch.ParseCaps(p.Caps)
+	if err != nil {
+		return fail(fmt.Errorf("profile %s: %w", p.Name, err))
+	}
+	req := &ocihook.Request{State: st, Spec: spec, Profile: p, Delegation: set,
+		Caps: append(caps, extra...), Names: names}
+	done, err := ocihook.Mount(req)
+	if err != nil {
+		return fail(err)
+	}
+	return done, nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// logHook reports on stderr, which runtimes show with a failed hook, and
+// appends a JSON line to the log file when one is asked for.
+func logHook(path string, res *ocihook.Result, err error) {
+	if err == nil && res != nil {
+		fmt.Fprintf(os.Stderr, "bpfgate: container %s: profile %s mounted at %s (%s) in %s\n",
+			shortID(res.Container), res.Profile, res.Path, res.Options, res.Took.Round(time.Microsecond))
+	}
+	if path == "" {
+		return
+	}
+	entry := struct {
+		Time time.Time `json:"time"`
+		*ocihook.Result
+		Error string `json:"error,omitempty"`
+	}{Time: time.Now().UTC(), Result: res}
+	if entry.Result == nil {
+		entry.Result = &ocihook.Result{}
+	}
+	if err != nil {
+		entry.Error = err.Error()
+	}
+	data, jerr := json.Marshal(entry)
+	if jerr != nil {
+		return
+	}
+	f, ferr := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if ferr != nil {
+		fmt.Fprintf(os.Stderr, "bpfgate: log: %v\n", ferr)
+		return
+	}
+	defer f.Close()
+	_, _ = f.Write(append(data, '\n'))
+}
+

@@ -1,0 +1,14 @@
+// Package ocihook gives a container a delegated BPF filesystem from an OCI
+// runtime hook.
+//
+// The hook runs at the createRuntime stage: on the host, as root, after the
+// runtime has made the container's namespaces and mounts but before
+// pivot_root. (A createContainer hook would run inside the container's user
+// namespace, where the delegate_* options cannot be set.) It reads the OCI
+// state from standard input, checks the container against the host's
+// policy (the profile must be one the host defines, the container needs a
+// user namespace of its own and the capabilities the token needs), and
+// mounts the profile's bpffs on the container's rootfs through
+// launch.MountInto. The profile comes from the hook's arguments (a CDI
+// device) or from the io.bpfgate.profile annotation (an OCI hooks.d entry).
+package ocihook
