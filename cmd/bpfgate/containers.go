@@ -371,4 +371,3 @@ func logHook(path string, res *ocihook.Result, err error) {
 	defer f.Close()
 	_, _ = f.Write(append(data, '\n'))
 }
-
