@@ -2,16 +2,12 @@ package launch_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"golang.org/x/sys/unix"
-
+	"github.com/bpfgate/bpfgate/internal/ebpfcheck"
 	"github.com/bpfgate/bpfgate/token"
 )
 
@@ -25,15 +21,15 @@ func runWorkload(kind string) int {
 	var out any
 	switch kind {
 	case "cilium":
-		out = ciliumChecks()
+		out = ebpfcheck.Run()
 	case "wait-cilium": // started outside bpfgate: wait for the mount first
 		io.ReadFull(os.Stdin, make([]byte, 1))
-		out = ciliumChecks()
+		out = ebpfcheck.Run()
 	case "token-from":
 		t, err := token.Create(os.Getenv("BPFGATE_TEST_PATH"))
 		res := map[string]string{"result": "ok"}
 		if err != nil {
-			res["result"] = classify(err)
+			res["result"] = ebpfcheck.Classify(err)
 			res["error"] = err.Error()
 		} else {
 			t.Close()
@@ -57,45 +53,3 @@ func runWorkload(kind string) int {
 	return 0
 }
 
-func classify(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, unix.EPERM):
-		return "EPERM"
-	}
-	return err.Error()
-}
-
-// ciliumChecks uses cilium/ebpf, unmodified, the way any workload would: it
-// finds the token by itself.
-func ciliumChecks() map[string]string {
-	res := map[string]string{}
-	maps := map[string]*ebpf.MapSpec{
-		"hash":     {Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 1},
-		"array":    {Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1},
-		"lru_hash": {Type: ebpf.LRUHash, KeySize: 4, ValueSize: 4, MaxEntries: 1},
-		"ringbuf":  {Type: ebpf.RingBuf, MaxEntries: uint32(os.Getpagesize())},
-	}
-	for name, spec := range maps {
-		m, err := ebpf.NewMap(spec)
-		res["map/"+name] = classify(err)
-		if err == nil {
-			m.Close()
-		}
-	}
-	insns := asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
-	progs := map[string]*ebpf.ProgramSpec{
-		"socket_filter": {Type: ebpf.SocketFilter, Instructions: insns, License: "GPL"},
-		"xdp":           {Type: ebpf.XDP, AttachType: ebpf.AttachXDP, Instructions: insns, License: "GPL"},
-		"kprobe":        {Type: ebpf.Kprobe, Instructions: insns, License: "GPL"},
-	}
-	for name, spec := range progs {
-		p, err := ebpf.NewProgram(spec)
-		res["prog/"+name] = classify(err)
-		if err == nil {
-			p.Close()
-		}
-	}
-	return res
-}

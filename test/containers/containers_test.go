@@ -1,0 +1,332 @@
+package containers
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/internal/testutil"
+)
+
+const image = "localhost/bpfgate-e2e:latest"
+
+// env is the set-up every test shares, made once by setup.
+type env struct {
+	dir     string // everything the tests write
+	bpfgate string
+	config  string // the host policy
+	seccomp string
+	hooks   string // a hooks.d directory
+	cdiSpec string
+	podman  []string // podman with the test's containers.conf
+	err     error
+}
+
+var (
+	once   sync.Once
+	shared env
+)
+
+const policy = `profiles:
+  demo:
+    description: hash and array maps, socket filters
+    cmds: [map_create, prog_load, btf_load]
+    maps: [hash, array]
+    progs: [socket_filter]
+    attachs: [cgroup_inet_ingress]
+  xdp:
+    cmds: [map_create, prog_load, btf_load]
+    maps: [lru_hash]
+    progs: [xdp]
+    attachs: [xdp]
+`
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	testutil.RequireRoot(t)
+	for _, tool := range []string{"podman", "runc", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testutil.Skip(t, tool+" is not installed (apt-get install podman runc busybox-static)")
+		}
+	}
+	once.Do(func() { shared.err = shared.build() })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return &shared
+}
+
+func run(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (e *env) build() error {
+	dir, err := os.MkdirTemp("", "bpfgate-e2e-")
+	if err != nil {
+		return err
+	}
+	e.dir = dir
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	e.bpfgate = filepath.Join(dir, "bpfgate")
+	if _, err := run("go", "build", "-o", e.bpfgate, "../../cmd/bpfgate"); err != nil {
+		return err
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "dev", "etc", "proc", "sys", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			return err
+		}
+	}
+	busybox, _ := exec.LookPath("busybox")
+	if _, err := run("cp", busybox, filepath.Join(rootfs, "bin/busybox")); err != nil {
+		return err
+	}
+	for _, c := range []string{"sh", "cat", "cut", "grep", "ls", "sleep", "touch", "true", "wc"} {
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", c)); err != nil {
+			return err
+		}
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(rootfs, "bin/ebpfcheck"), "../../internal/cmd/ebpfcheck")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build ebpfcheck: %w\n%s", err, out)
+	}
+
+	conf := filepath.Join(dir, "containers.conf")
+	// No default ulimits (CAP_SYS_RESOURCE is missing here) and runc.
+	if err := os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n"), 0o644); err != nil {
+		return err
+	}
+	os.Setenv("CONTAINERS_CONF", conf)
+	e.podman = []string{"podman"}
+	imp := exec.Command("sh", "-c", "tar -C "+rootfs+" -c . | podman import - "+image)
+	if out, err := imp.CombinedOutput(); err != nil {
+		return fmt.Errorf("podman import: %w\n%s", err, out)
+	}
+
+	e.config = filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(e.config, []byte(policy), 0o644); err != nil {
+		return err
+	}
+	e.seccomp = filepath.Join(dir, "seccomp.json")
+	e.hooks = filepath.Join(dir, "hooks.d")
+	// podman 4.3 reads CDI specs from /etc/cdi and /var/run/cdi only.
+	e.cdiSpec = "/var/run/cdi/bpfgate-e2e.yaml"
+	for _, args := range [][]string{
+		{"--config", e.config, "oci-hook", "seccomp", "-o", e.seccomp},
+		{"--config", e.config, "oci-hook", "hooks-d", "-o", filepath.Join(e.hooks, "bpfgate.json"), "--log", filepath.Join(dir, "hook.log")},
+		{"--config", e.config, "cdi", "generate", "-o", e.cdiSpec, "--log", filepath.Join(dir, "hook.log")},
+	} {
+		if _, err := run(e.bpfgate, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.dir != "" {
+		exec.Command("podman", "rmi", "-f", image).Run()
+		os.Remove(shared.cdiSpec)
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// userns are podman flags that give a container its own user namespace
+// and what a token needs inside.
+func (e *env) userns() []string {
+	return []string{"--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
+		"--cap-add", "bpf", "--security-opt", "seccomp=" + e.seccomp}
+}
+
+// podmanRun runs ebpfcheck in a container and decodes its report.
+func (e *env) podmanRun(t *testing.T, flags ...string) (map[string]string, error) {
+	t.Helper()
+	args := append([]string{"run", "--rm"}, flags...)
+	args = append(args, image, "/bin/ebpfcheck")
+	out, err := run("podman", args...)
+	if err != nil {
+		return nil, err
+	}
+	var res map[string]string
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("ebpfcheck: %v: %q", err, out)
+	}
+	return res, nil
+}
+
+func expect(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+var (
+	demoAllowed = map[string]string{"map/hash": "ok", "map/array": "ok", "prog/socket_filter": "ok",
+		"map/lru_hash": "EPERM", "map/ringbuf": "EPERM", "prog/xdp": "EPERM", "prog/kprobe": "EPERM"}
+	nothingAllowed = map[string]string{"map/hash": "EPERM", "map/array": "EPERM", "prog/socket_filter": "EPERM",
+		"map/lru_hash": "EPERM", "prog/xdp": "EPERM", "prog/kprobe": "EPERM"}
+)
+
+func TestPodmanCDIDevice(t *testing.T) {
+	e := setup(t)
+	res, err := e.podmanRun(t, append(e.userns(), "--device", "bpfgate.dev/bpf=demo")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, res, demoAllowed)
+
+	// Another profile, other rights: xdp needs CAP_NET_ADMIN in the container.
+	res, err = e.podmanRun(t, append(e.userns(), "--cap-add", "net_admin", "--device", "bpfgate.dev/bpf=xdp")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, res, map[string]string{"map/lru_hash": "ok", "prog/xdp": "ok", "map/hash": "EPERM", "prog/socket_filter": "EPERM"})
+}
+
+func TestPodmanWithoutDevice(t *testing.T) {
+	e := setup(t)
+	res, err := e.podmanRun(t, e.userns()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, res, nothingAllowed)
+}
+
+func TestPodmanHooksDir(t *testing.T) {
+	e := setup(t)
+	res, err := e.podmanRun(t, append([]string{"--hooks-dir", e.hooks, "--annotation", "io.bpfgate.profile=demo"}, e.userns()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, res, demoAllowed)
+	// The hook does nothing for containers without the annotation.
+	res, err = e.podmanRun(t, append([]string{"--hooks-dir", e.hooks}, e.userns()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, res, nothingAllowed)
+}
+
+func TestPodmanRefusals(t *testing.T) {
+	e := setup(t)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		want  string
+	}{
+		{"no user namespace", []string{"--cap-add", "bpf", "--device", "bpfgate.dev/bpf=demo"},
+			"has no user namespace of its own"},
+		{"no CAP_BPF", []string{"--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536", "--device", "bpfgate.dev/bpf=demo"},
+			"lacks capabilities its BPF token needs: CAP_BPF (podman run --cap-add bpf)"},
+		{"xdp without CAP_NET_ADMIN", append(e.userns(), "--device", "bpfgate.dev/bpf=xdp"),
+			"CAP_NET_ADMIN (podman run --cap-add net_admin)"},
+		{"profile the host does not define", append(e.userns(), "--hooks-dir", e.hooks, "--annotation", "io.bpfgate.profile=net"),
+			`profile not allowed by the host: unknown profile "net" (known: demo, xdp)`},
+		{"unknown CDI device", append(e.userns(), "--device", "bpfgate.dev/bpf=net"), "bpfgate.dev/bpf=net"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := bpfMounts(t)
+			_, err := e.podmanRun(t, tc.flags...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error with %q", err, tc.want)
+			}
+			if after := bpfMounts(t); after != before {
+				t.Errorf("host bpffs mounts: %d before, %d after", before, after)
+			}
+		})
+	}
+}
+
+// TestPodmanParallel starts ten containers at once: each gets its own bpffs,
+// and afterwards no mount or helper process is left.
+func TestPodmanParallel(t *testing.T) {
+	e := setup(t)
+	before := bpfMounts(t)
+	// Each container waits until all ten are up, so that their bpffs
+	// instances exist at once (device numbers are reused after an unmount).
+	barrier := testutil.PublicDir(t)
+	if err := os.Chmod(barrier, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	outs := make([]string, 10)
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			args := append([]string{"run", "--rm"}, e.userns()...)
+			args = append(args, "--device", "bpfgate.dev/bpf=demo", "-v", barrier+":/barrier", image, "sh", "-c",
+				fmt.Sprintf(`touch /barrier/%d; i=0; while [ $(ls /barrier | wc -l) -lt 10 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; `+
+					`grep ' /sys/fs/bpf ' /proc/self/mountinfo | cut -d' ' -f3; /bin/ebpfcheck`, i))
+			outs[i], errs[i] = run("podman", args...)
+		}(i)
+	}
+	wg.Wait()
+	devs := map[string]bool{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("container %d: %v", i, err)
+		}
+		dev, report, _ := strings.Cut(outs[i], "\n")
+		devs[dev] = true
+		var res map[string]string
+		if err := json.Unmarshal([]byte(report), &res); err != nil {
+			t.Fatalf("container %d: %v: %q", i, err, outs[i])
+		}
+		expect(t, res, demoAllowed)
+	}
+	if len(devs) != 10 {
+		t.Errorf("the containers share bpffs instances: %v", devs)
+	}
+	if after := bpfMounts(t); after != before {
+		t.Errorf("host bpffs mounts: %d before, %d after", before, after)
+	}
+	if left := processesOf(t, e.bpfgate); len(left) > 0 {
+		t.Errorf("bpfgate processes left: %v", left)
+	}
+}
+
+func bpfMounts(t *testing.T) int {
+	t.Helper()
+	ms, err := bpffs.Mounts(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ms)
+}
+
+// processesOf lists the pids running exe.
+func processesOf(t *testing.T, exe string) []string {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	var out []string
+	for _, d := range entries {
+		if target, err := os.Readlink(filepath.Join("/proc", d.Name(), "exe")); err == nil && target == exe {
+			out = append(out, d.Name())
+		}
+	}
+	return out
+}
