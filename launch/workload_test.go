@@ -52,4 +52,3 @@ func runWorkload(kind string) int {
 	json.NewEncoder(os.Stdout).Encode(out)
 	return 0
 }
-
