@@ -1,0 +1,169 @@
+package ocihook
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/launch"
+)
+
+func TestReadState(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"ociVersion":"1.0.2","id":"abc","status":"creating","pid":42,"bundle":"/b"}`, ""},
+		{``, "read the OCI state from stdin"},
+		{`{"id":"abc","bundle":"/b"}`, "has no pid: run the hook at the createRuntime stage"},
+		{`{"id":"abc","pid":42}`, "has no bundle"},
+	} {
+		st, err := ReadState(strings.NewReader(tc.in))
+		if tc.want == "" {
+			if err != nil || st.Pid != 42 {
+				t.Errorf("%q: %v %+v", tc.in, err, st)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestProfileName(t *testing.T) {
+	st := &specs.State{Annotations: map[string]string{ProfileAnnotation: "net"}}
+	if n, _ := ProfileName(st, "demo"); n != "demo" {
+		t.Errorf("the hook's own profile must win: %q", n)
+	}
+	if n, _ := ProfileName(st, ""); n != "net" {
+		t.Errorf("annotation: %q", n)
+	}
+	if _, err := ProfileName(&specs.State{}, ""); !errors.Is(err, ErrNoProfile) {
+		t.Errorf("no profile: %v", err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	userns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.UserNamespace}}
+	caps := func(c ...string) *specs.Process {
+		return &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: c}}
+	}
+	need := []launch.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN}
+	for _, tc := range []struct {
+		name string
+		spec specs.Spec
+		want error
+		msg  string
+	}{
+		{"ok", specs.Spec{Linux: &specs.Linux{Namespaces: userns}, Process: caps("CAP_NET_ADMIN", "CAP_BPF")}, nil, ""},
+		{"no linux section", specs.Spec{Process: caps("CAP_BPF")}, ErrNoUserNS, ""},
+		{"no user namespace", specs.Spec{Linux: &specs.Linux{Namespaces: userns[:1]}, Process: caps("CAP_BPF")}, ErrNoUserNS, ""},
+		{"missing caps", specs.Spec{Linux: &specs.Linux{Namespaces: userns}, Process: caps("CAP_CHOWN")}, ErrMissingCaps,
+			"CAP_BPF, CAP_NET_ADMIN (podman run --cap-add bpf --cap-add net_admin)"},
+		{"no process", specs.Spec{Linux: &specs.Linux{Namespaces: userns}}, ErrMissingCaps, ""},
+	} {
+		err := Check(&Request{Spec: &tc.spec, Caps: need})
+		if !errors.Is(err, tc.want) || tc.want == nil && err != nil {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+		if tc.msg != "" && (err == nil || !strings.Contains(err.Error(), tc.msg)) {
+			t.Errorf("%s: %v does not say %q", tc.name, err, tc.msg)
+		}
+	}
+}
+
+func TestTargetAndHostID(t *testing.T) {
+	st := &specs.State{Bundle: "/run/b"}
+	for _, tc := range []struct{ root, want string }{
+		{"rootfs", "/run/b/rootfs/sys/fs/bpf"},
+		{"/var/lib/c/merged", "/var/lib/c/merged/sys/fs/bpf"},
+	} {
+		got, err := Target(st, &specs.Spec{Root: &specs.Root{Path: tc.root}}, "/sys/fs/bpf")
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %q %v", tc.root, got, err)
+		}
+	}
+	if _, err := Target(st, &specs.Spec{}, "/sys/fs/bpf"); err == nil {
+		t.Error("no root accepted")
+	}
+	maps := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 1000}, {ContainerID: 5000, HostID: 300000, Size: 10}}
+	for _, tc := range []struct {
+		in, want uint32
+		ok       bool
+	}{{0, 100000, true}, {999, 100999, true}, {1000, 0, false}, {5009, 300009, true}, {5010, 0, false}} {
+		got, ok := HostID(maps, tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("HostID(%d) = %d %v", tc.in, got, ok)
+		}
+	}
+}
+
+func TestSeccompAllowBPF(t *testing.T) {
+	base := `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+	  {"names":["read","write"],"action":"SCMP_ACT_ALLOW"},
+	  {"names":["bpf","setns"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMIN"]}},
+	  {"names":["bpf","setns"],"action":"SCMP_ACT_ERRNO","errnoRet":1,"excludes":{"caps":["CAP_SYS_ADMIN"]}}]}`
+	out, err := SeccompAllowBPF([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prof struct {
+		DefaultAction string `json:"defaultAction"`
+		Syscalls      []struct {
+			Names    []string `json:"names"`
+			Action   string   `json:"action"`
+			ErrnoRet *int     `json:"errnoRet"`
+			Includes struct{ Caps []string }
+			Excludes struct{ Caps []string }
+		}
+	}
+	if err := json.Unmarshal(out, &prof); err != nil {
+		t.Fatal(err)
+	}
+	if prof.DefaultAction != "SCMP_ACT_ERRNO" || len(prof.Syscalls) != 5 {
+		t.Fatalf("profile: %s", out)
+	}
+	// What a container with the given caps gets for bpf, as containers/common
+	// filters rules: every included cap present, no excluded cap present.
+	bpfAction := func(caps ...string) []string {
+		var got []string
+		for _, r := range prof.Syscalls {
+			if !strings.Contains(strings.Join(r.Names, ","), "bpf") {
+				continue
+			}
+			ok := true
+			for _, c := range r.Includes.Caps {
+				ok = ok && strings.Contains(strings.Join(caps, ","), c)
+			}
+			for _, c := range r.Excludes.Caps {
+				ok = ok && !strings.Contains(strings.Join(caps, ","), c)
+			}
+			if ok {
+				got = append(got, r.Action)
+			}
+		}
+		return got
+	}
+	for _, tc := range []struct {
+		caps []string
+		want string
+	}{
+		{nil, "SCMP_ACT_ERRNO"},
+		{[]string{"CAP_BPF"}, "SCMP_ACT_ALLOW"},
+		{[]string{"CAP_SYS_ADMIN"}, "SCMP_ACT_ALLOW"},
+		{[]string{"CAP_BPF", "CAP_SYS_ADMIN"}, "SCMP_ACT_ALLOW"},
+	} {
+		if got := bpfAction(tc.caps...); len(got) != 1 || got[0] != tc.want {
+			t.Errorf("caps %v: bpf gets %v, want exactly %s", tc.caps, got, tc.want)
+		}
+	}
+	// setns stays denied without CAP_SYS_ADMIN.
+	if !strings.Contains(string(out), `"setns"`) {
+		t.Error("setns rule lost")
+	}
+	for _, bad := range []string{`[]`, `{"syscalls":3}`, `not json`} {
+		if _, err := SeccompAllowBPF([]byte(bad)); !errors.Is(err, ErrSeccompFormat) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
