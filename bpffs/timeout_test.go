@@ -1,0 +1,30 @@
+package bpffs_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/bpffs"
+)
+
+// TestServeDelegationTimesOut: a workload side that never answers (hung,
+// or stopped) cannot hold the privileged side: it gives up after
+// HandshakeTimeout with ErrTimeout. The OCI hook relies on this bound.
+func TestServeDelegationTimesOut(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1]) // the silent peer stays open
+	old := bpffs.HandshakeTimeout
+	bpffs.HandshakeTimeout = 50 * time.Millisecond
+	defer func() { bpffs.HandshakeTimeout = old }()
+	err = bpffs.ServeDelegation(fds[0], bpffs.Options{})
+	if !errors.Is(err, bpffs.ErrTimeout) {
+		t.Fatalf("got %v, want ErrTimeout", err)
+	}
+}
