@@ -61,11 +61,11 @@ func ReadState(r io.Reader) (*specs.State, error) {
 func LoadBundle(st *specs.State) (*specs.Spec, error) {
 	data, err := os.ReadFile(filepath.Join(st.Bundle, "config.json"))
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", short(st.ID), err)
+		return nil, fmt.Errorf("container %s: %w", ShortID(st.ID), err)
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, fmt.Errorf("container %s: config.json: %w", short(st.ID), err)
+		return nil, fmt.Errorf("container %s: config.json: %w", ShortID(st.ID), err)
 	}
 	return &spec, nil
 }
@@ -202,7 +202,8 @@ func Mount(req *Request) (*Result, error) {
 		Options: req.Names.FormatOptions(req.Delegation), Took: time.Since(start)}, nil
 }
 
-func short(id string) string {
+// ShortID is the 12-character form of a container id, as podman prints it.
+func ShortID(id string) string {
 	if len(id) > 12 {
 		return id[:12]
 	}

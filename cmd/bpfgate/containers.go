@@ -90,8 +90,9 @@ none). Each device runs 'bpfgate oci-hook' at the createRuntime stage, which
 mounts the profile's delegated bpffs in the container. The container needs a
 user namespace of its own and CAP_BPF (plus what the profile's types need).`,
 		Example: `  bpfgate cdi generate
+  bpfgate oci-hook seccomp
   podman run --uidmap 0:100000:65536 --gidmap 0:100000:65536 --cap-add bpf \
-    --device bpfgate.dev/bpf=demo IMAGE`,
+    --security-opt seccomp=/etc/bpfgate/seccomp.json --device bpfgate.dev/bpf=demo IMAGE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			names, err := delegate.KernelNames()
@@ -290,7 +291,7 @@ func runHook(g *globals, profileFlag string) (*ocihook.Result, error) {
 	}
 	res := &ocihook.Result{Container: st.ID, Pid: st.Pid}
 	fail := func(err error) (*ocihook.Result, error) {
-		return res, fmt.Errorf("container %s: %w", shortID(st.ID), err)
+		return res, fmt.Errorf("container %s: %w", ocihook.ShortID(st.ID), err)
 	}
 	name, err := ocihook.ProfileName(st, profileFlag)
 	if err != nil {
@@ -331,19 +332,12 @@ func runHook(g *globals, profileFlag string) (*ocihook.Result, error) {
 	return done, nil
 }
 
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
 // logHook reports on stderr, which runtimes show with a failed hook, and
 // appends a JSON line to the log file when one is asked for.
 func logHook(path string, res *ocihook.Result, err error) {
 	if err == nil && res != nil {
 		fmt.Fprintf(os.Stderr, "bpfgate: container %s: profile %s mounted at %s (%s) in %s\n",
-			shortID(res.Container), res.Profile, res.Path, res.Options, res.Took.Round(time.Microsecond))
+			ocihook.ShortID(res.Container), res.Profile, res.Path, res.Options, res.Took.Round(time.Microsecond))
 	}
 	if path == "" {
 		return
