@@ -57,7 +57,8 @@ workloads can derive a BPF token and use exactly what was delegated.`,
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON")
 	root.PersistentFlags().StringVar(&g.config, "config", defaultConfig(), "config file with profiles")
 	root.AddCommand(newRunCmd(g), newMountCmd(g), newTokenCmd(g), newNamesCmd(g),
-		newCheckCmd(g), newProfilesCmd(g), newCDICmd(g), newOCIHookCmd(g))
+		newCheckCmd(g), newProfilesCmd(g), newCDICmd(g), newOCIHookCmd(g),
+		newLsCmd(g), newPinCmd(g), newUnpinCmd(g), newMvCmd(g))
 	return root
 }
 

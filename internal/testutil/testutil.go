@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/bpfgate/bpfgate/bpffs"
 )
 
@@ -44,5 +46,21 @@ func PublicDir(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// MountBPFFS mounts a fresh bpffs on a new directory and unmounts it (lazily,
+// so open fds do not keep it) after the test.
+func MountBPFFS(tb testing.TB) string {
+	tb.Helper()
+	dir := PublicDir(tb)
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		tb.Fatalf("mount bpffs on %s: %v", dir, err)
+	}
+	tb.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			tb.Errorf("unmount %s: %v", dir, err)
+		}
+	})
 	return dir
 }
