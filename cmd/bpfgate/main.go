@@ -58,7 +58,7 @@ workloads can derive a BPF token and use exactly what was delegated.`,
 	root.PersistentFlags().StringVar(&g.config, "config", defaultConfig(), "config file with profiles")
 	root.AddCommand(newRunCmd(g), newMountCmd(g), newTokenCmd(g), newNamesCmd(g),
 		newCheckCmd(g), newProfilesCmd(g), newCDICmd(g), newOCIHookCmd(g),
-		newLsCmd(g), newPinCmd(g), newUnpinCmd(g), newMvCmd(g))
+		newLsCmd(g), newPinCmd(g), newUnpinCmd(g), newMvCmd(g), newPreloadCmd(g))
 	return root
 }
 

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bpfgate/bpfgate/preload"
+)
+
+func newPreloadCmd(g *globals) *cobra.Command {
+	var dir, root string
+	cmd := &cobra.Command{
+		Use:   "preload",
+		Short: "Keep BPF programs loaded and attached from manifests",
+		Long: `Load the BPF objects that manifests (*.yaml in --dir) name, attach their
+programs and pin everything below --root/NAME/{maps,progs,links}, so they keep
+running after bpfgate exits. Apply again at any time: unchanged objects are
+left running, changed ones are replaced in one atomic swap.`,
+	}
+	cmd.PersistentFlags().StringVar(&dir, "dir", preload.DefaultDir, "directory of manifests")
+	cmd.PersistentFlags().StringVar(&root, "root", preload.DefaultRoot, "pin directory on a bpffs")
+	read := func() ([]*preload.Manifest, error) { return preload.ReadDir(dir) }
+
+	var prune bool
+	apply := &cobra.Command{
+		Use:   "apply",
+		Short: "Load, attach and pin what the manifests say; leave unchanged objects alone",
+		Example: `  bpfgate preload apply
+  bpfgate preload apply --dir examples/preload`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ms, err := read()
+			if err != nil {
+				return err
+			}
+			results, err := preload.Apply(ms, preload.Options{Root: root, Prune: prune})
+			if g.json {
+				if jerr := printJSON(results); jerr != nil {
+					return jerr
+				}
+			} else {
+				for _, r := range results {
+					line := fmt.Sprintf("%s: %s", r.Name, r.Action)
+					if r.Action != preload.Unchanged && r.Action != preload.Failed {
+						line += fmt.Sprintf(" in %s", r.Duration.Round(100*time.Microsecond))
+					}
+					if len(r.Kept) > 0 {
+						line += fmt.Sprintf(", kept maps %v", r.Kept)
+					}
+					if r.Why != "" && r.Action != preload.Failed {
+						line += " (" + r.Why + ")"
+					}
+					fmt.Println(line)
+				}
+			}
+			return err
+		},
+	}
+	apply.Flags().BoolVar(&prune, "prune", false, "also remove objects no manifest names any more")
+
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Check every manifest and its object without loading anything",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ms, err := read()
+			if err != nil {
+				return err
+			}
+			if _, err := preload.Check(ms); err != nil {
+				return err
+			}
+			fmt.Printf("%d manifests in %s are valid\n", len(ms), dir)
+			return nil
+		},
+	}
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Compare the manifests with what is pinned",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ms, err := read()
+			if err != nil {
+				return err
+			}
+			states, err := preload.Status(ms, preload.Options{Root: root})
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(states)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tORDER\tSTATE\tLINKS\tDETAILS")
+			for _, s := range states {
+				links := 0
+				for _, e := range s.Pins {
+					if e.Link != nil {
+						links++
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", s.Name, s.Order, s.State, links, s.Why)
+			}
+			return tw.Flush()
+		},
+	}
+
+	remove := &cobra.Command{
+		Use:   "remove NAME ...",
+		Short: "Unpin an object: its links detach, its maps and programs go",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, name := range args {
+				if err := preload.Remove(name, preload.Options{Root: root}); err != nil {
+					return err
+				}
+				fmt.Printf("%s: removed\n", name)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(apply, check, status, remove)
+	return cmd
+}

@@ -1,0 +1,524 @@
+package preload
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/pins"
+)
+
+// DefaultRoot is where Apply pins objects, one directory per manifest.
+const DefaultRoot = "/sys/fs/bpf/bpfgate"
+
+// stagingDir is the directory below the root where new trees are built. Its
+// name has a character manifest names may not, so it cannot collide.
+const stagingDir = "@staging"
+
+// digestLink is the symlink in each tree that records what it was built from.
+const digestLink = "digest"
+
+// ErrIncompatibleMap means a map marked keep cannot be reused: the new
+// object declares it differently.
+var ErrIncompatibleMap = errors.New("pinned map is incompatible with the new object")
+
+// Options tune Apply.
+type Options struct {
+	// Root is the pin directory; DefaultRoot if empty.
+	Root string
+	// Prune removes objects below Root that no manifest names any more.
+	Prune bool
+	// Hook, if set, is called after each step of building or swapping a
+	// tree, with the step's name. Tests use it to kill Apply at each step.
+	Hook func(step string)
+}
+
+func (o *Options) root() string {
+	if o.Root == "" {
+		return DefaultRoot
+	}
+	return o.Root
+}
+
+func (o *Options) step(s string) {
+	if o.Hook != nil {
+		o.Hook(s)
+	}
+}
+
+// Action says what Apply did with one object.
+type Action string
+
+// The actions of Apply.
+const (
+	Unchanged Action = "unchanged"
+	Created   Action = "created"
+	Replaced  Action = "replaced"
+	Removed   Action = "removed"
+	Failed    Action = "failed"
+)
+
+// Result is what Apply did with one object.
+type Result struct {
+	Name   string `json:"name"`
+	Action Action `json:"action"`
+	// Why says why an object was rebuilt, or why it failed.
+	Why string `json:"why,omitempty"`
+	// Kept are the maps whose pinned instance (and data) was reused.
+	Kept     []string      `json:"kept,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Plan is a checked manifest with its parsed object.
+type Plan struct {
+	*Manifest
+	Spec *ebpf.CollectionSpec
+}
+
+// Check parses each manifest's object and checks every program, map and
+// attach target the manifest names. Nothing is loaded into the kernel.
+func Check(ms []*Manifest) ([]Plan, error) {
+	out := make([]Plan, 0, len(ms))
+	for _, m := range ms {
+		spec, err := ebpf.LoadCollectionSpec(m.Object)
+		if err != nil {
+			return nil, m.errorf("object", "%s is not a BPF ELF object bpfgate can read: %v", m.Object, err)
+		}
+		for i := range m.Programs {
+			p := &m.Programs[i]
+			ps, ok := spec.Programs[p.Name]
+			if !ok {
+				return nil, m.errorf("programs."+p.Name+".name", "no program %q in %s (it has: %s)",
+					p.Name, filepath.Base(m.Object), strings.Join(slices.Sorted(maps.Keys(spec.Programs)), ", "))
+			}
+			if err := m.resolve(i, ps); err != nil {
+				return nil, err
+			}
+		}
+		for _, mp := range m.Maps {
+			if _, ok := spec.Maps[mp.Name]; !ok {
+				return nil, m.errorf("maps."+mp.Name+".name", "no map %q in %s (it has: %s)",
+					mp.Name, filepath.Base(m.Object), strings.Join(slices.Sorted(maps.Keys(spec.Maps)), ", "))
+			}
+		}
+		out = append(out, Plan{m, spec})
+	}
+	return out, nil
+}
+
+// pinName is the name a map gets in maps/: bpffs refuses dots, which the
+// data section maps (.rodata, .bss) have.
+func pinName(name string) string {
+	return strings.ReplaceAll(strings.TrimLeft(name, "."), ".", "_")
+}
+
+// Apply makes the pinned objects below the root match the manifests, in
+// their order. Manifests of unchanged objects whose pins are intact are not
+// even parsed further; the others are checked together first, so a bad
+// manifest stops Apply before anything is loaded. An object that fails to
+// load does not stop the others; the error reports every failure.
+func Apply(ms []*Manifest, opts Options) ([]Result, error) {
+	root := opts.root()
+	if err := ensureRoot(root); err != nil {
+		return nil, err
+	}
+	unlock, err := lock(root)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Under the lock, any staging tree is a dead Apply's: it may hold links
+	// still attached, so it goes before anything else.
+	if err := clearStaging(root); err != nil {
+		return nil, err
+	}
+	opts.step("cleared-staging")
+
+	results := make([]Result, len(ms))
+	var todo []*Manifest
+	for i, m := range ms {
+		results[i] = Result{Name: m.Name}
+		if why := stale(root, m); why != "" {
+			results[i].Why = why
+			todo = append(todo, m)
+		} else {
+			results[i].Action = Unchanged
+		}
+	}
+	plans, err := Check(todo)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for i, j := 0, 0; i < len(ms); i++ {
+		if results[i].Action == Unchanged {
+			continue
+		}
+		start := time.Now()
+		r, err := build(root, plans[j], opts)
+		j++
+		r.Duration = time.Since(start)
+		if r.Why == "" {
+			r.Why = results[i].Why
+		}
+		results[i] = r
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ms[i].Name, err))
+		}
+	}
+	if opts.Prune {
+		pruned, err := prune(root, ms)
+		results = append(results, pruned...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+// SystemBPFFS is where systemd mounts the system's bpffs at boot.
+const SystemBPFFS = "/sys/fs/bpf"
+
+// ensureRoot creates the root and its staging directory. When the root is
+// below /sys/fs/bpf and no bpffs is mounted there (a machine without
+// systemd), it mounts one first, mode 0700 as systemd does, like bpftool
+// does before it pins.
+func ensureRoot(root string) error {
+	staging := filepath.Join(root, stagingDir)
+	err := pins.MkdirAll(staging)
+	if errors.Is(err, pins.ErrNotBPFFS) && strings.HasPrefix(root+"/", SystemBPFFS+"/") {
+		mode := uint32(0o700)
+		if merr := bpffs.Mount(SystemBPFFS, bpffs.Options{Mode: &mode}); merr != nil {
+			return fmt.Errorf("pin root %s: %w; mounting a bpffs on %s failed too: %w", root, err, SystemBPFFS, merr)
+		}
+		err = pins.MkdirAll(staging)
+	}
+	if err != nil {
+		return fmt.Errorf("pin root: %w", err)
+	}
+	return nil
+}
+
+// lock serialises Applies on one root: flock works on a bpffs directory.
+func lock(root string) (func(), error) {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", root, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock %s: %w", root, err)
+	}
+	return func() { unix.Close(fd) }, nil
+}
+
+// stale says why the object's tree must be (re)built, or "" if it is
+// intact and built from these exact manifest and object bytes.
+func stale(root string, m *Manifest) string {
+	dir := filepath.Join(root, m.Name)
+	got, err := os.Readlink(filepath.Join(dir, digestLink))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "not applied"
+	case err != nil:
+		return err.Error()
+	case got != m.Digest:
+		return "manifest or object changed"
+	}
+	for _, p := range m.Programs {
+		if why := linkBroken(filepath.Join(dir, "links", p.Name)); why != "" {
+			return fmt.Sprintf("link %s %s", p.Name, why)
+		}
+	}
+	for _, mp := range m.Maps {
+		if _, err := os.Lstat(filepath.Join(dir, "maps", pinName(mp.Name))); err != nil {
+			return fmt.Sprintf("map %s is not pinned", mp.Name)
+		}
+	}
+	return ""
+}
+
+// linkBroken says what is wrong with a pinned link, or "".
+func linkBroken(path string) string {
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return "is not pinned"
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return "cannot be read: " + err.Error()
+	}
+	// A netdev link whose interface went away is defunct: ifindex 0.
+	if (info.XDP() != nil && info.XDP().Ifindex == 0) || (info.TCX() != nil && info.TCX().Ifindex == 0) {
+		return "lost its interface"
+	}
+	return ""
+}
+
+// build loads one object into a staging tree and swaps it in.
+func build(root string, plan Plan, opts Options) (res Result, err error) {
+	m, spec := plan.Manifest, plan.Spec.Copy()
+	res = Result{Name: m.Name, Action: Created}
+	final := filepath.Join(root, m.Name)
+	staging := filepath.Join(root, stagingDir, m.Name)
+	defer func() {
+		if err != nil {
+			res.Action, res.Why = Failed, err.Error()
+		}
+	}()
+
+	// A staging tree left by a killed Apply holds nothing anyone needs; its
+	// links go with it.
+	if err := removeIfExists(staging); err != nil {
+		return res, err
+	}
+	opts.step("cleaned")
+	_, statErr := os.Lstat(final)
+	old := statErr == nil
+	if old {
+		res.Action = Replaced
+	}
+
+	// Maps to keep: the pinned instance replaces the one the object declares.
+	replacements := map[string]*ebpf.Map{}
+	defer func() {
+		for _, mp := range replacements {
+			mp.Close()
+		}
+	}()
+	for _, mp := range m.Maps {
+		if !mp.Keep || !old {
+			continue
+		}
+		pinned, err := ebpf.LoadPinnedMap(filepath.Join(final, "maps", pinName(mp.Name)), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return res, fmt.Errorf("map %s: %w", mp.Name, err)
+		}
+		if err := spec.Maps[mp.Name].Compatible(pinned); err != nil {
+			pinned.Close()
+			return res, fmt.Errorf("map %s: %w: %v; drop keep or run bpfgate preload remove %s first (its data will be lost)",
+				mp.Name, ErrIncompatibleMap, err, m.Name)
+		}
+		replacements[mp.Name] = pinned
+		res.Kept = append(res.Kept, mp.Name)
+	}
+	for _, ms := range spec.Maps {
+		ms.Pinning = ebpf.PinNone // bpfgate pins, not the loader
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replacements})
+	if err != nil {
+		return res, fmt.Errorf("load %s: %w", m.Object, err)
+	}
+	defer coll.Close()
+	opts.step("loaded")
+
+	for _, sub := range []string{"maps", "progs", "links"} {
+		if err := pins.MkdirAll(filepath.Join(staging, sub)); err != nil {
+			return res, err
+		}
+	}
+	// On failure before the swap, the staging tree goes, and with it every
+	// link attached for it.
+	swapped := false
+	var updated []updatedLink
+	defer func() {
+		if err != nil && !swapped {
+			rollback(final, updated)
+			_ = removeIfExists(staging)
+		}
+	}()
+	for _, name := range slices.Sorted(maps.Keys(coll.Maps)) {
+		if err := pins.Pin(coll.Maps[name].FD(), filepath.Join(staging, "maps", pinName(name)), pins.PinOptions{}); err != nil {
+			return res, err
+		}
+	}
+	opts.step("pinned-maps")
+	for _, name := range slices.Sorted(maps.Keys(coll.Programs)) {
+		if err := pins.Pin(coll.Programs[name].FD(), filepath.Join(staging, "progs", name), pins.PinOptions{}); err != nil {
+			return res, err
+		}
+	}
+	opts.step("pinned-progs")
+
+	for i := range m.Programs {
+		p := &m.Programs[i]
+		prog := coll.Programs[p.Name]
+		linkPath := filepath.Join(staging, "links", p.Name)
+		if old && updatable(p.Attach) {
+			ok, err := updateInPlace(filepath.Join(final, "links", p.Name), linkPath, p, prog)
+			if err != nil {
+				return res, fmt.Errorf("program %s: %w", p.Name, err)
+			}
+			if ok {
+				updated = append(updated, updatedLink{p.Name})
+				opts.step("updated:" + p.Name)
+				continue
+			}
+		}
+		l, err := attach(p, spec.Programs[p.Name], prog)
+		if err != nil {
+			return res, fmt.Errorf("attach %s as %s: %w", p.Name, p.Attach, err)
+		}
+		opts.step("attached:" + p.Name)
+		err = l.Pin(linkPath)
+		l.Close()
+		if err != nil {
+			return res, fmt.Errorf("pin link %s: %w", p.Name, err)
+		}
+		opts.step("pinned-link:" + p.Name)
+	}
+
+	// The digest goes last: a tree is complete once it has one.
+	if err := os.Symlink(m.Digest, filepath.Join(staging, digestLink)); err != nil {
+		return res, err
+	}
+	opts.step("digest")
+	if old {
+		err = pins.Rename(staging, final, pins.RenameOptions{Exchange: true})
+	} else {
+		err = pins.Rename(staging, final, pins.RenameOptions{})
+	}
+	if err != nil {
+		return res, err
+	}
+	swapped = true
+	opts.step("swapped")
+	if old {
+		// The old tree now sits in staging; its links that were not updated
+		// in place detach as their pins go.
+		if err := removeIfExists(staging); err != nil {
+			return res, fmt.Errorf("remove the replaced tree (the next apply retries): %w", err)
+		}
+		opts.step("removed-old")
+	}
+	return res, nil
+}
+
+type updatedLink struct{ prog string }
+
+// updateInPlace points the pinned link at oldPath, if it is attached where p
+// wants, to prog, and pins it at newPath too. It reports false when there
+// is no such link.
+func updateInPlace(oldPath, newPath string, p *Program, prog *ebpf.Program) (bool, error) {
+	l, err := link.LoadPinnedLink(oldPath, nil)
+	if err != nil {
+		return false, nil
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil || !sameTarget(p, info) {
+		return false, nil
+	}
+	if err := l.Update(prog); err != nil {
+		return false, fmt.Errorf("update link in place: %w", err)
+	}
+	fl, ok := l.(interface{ FD() int })
+	if !ok {
+		return false, fmt.Errorf("link %T has no fd", l)
+	}
+	return true, pins.Pin(fl.FD(), newPath, pins.PinOptions{})
+}
+
+// rollback points links updated in place back at the old tree's programs,
+// so a failed replacement leaves the old object running as it was.
+func rollback(final string, updated []updatedLink) {
+	for _, u := range updated {
+		l, err := link.LoadPinnedLink(filepath.Join(final, "links", u.prog), nil)
+		if err != nil {
+			continue
+		}
+		if prog, err := ebpf.LoadPinnedProgram(filepath.Join(final, "progs", u.prog), nil); err == nil {
+			_ = l.Update(prog)
+			prog.Close()
+		}
+		l.Close()
+	}
+}
+
+func removeIfExists(path string) error {
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return pins.Unpin(path, pins.UnpinOptions{Recursive: true})
+}
+
+// Remove unpins an object's tree (and any staging tree it left); its links
+// detach and its maps and programs are freed unless something else holds
+// them.
+func Remove(name string, opts Options) error {
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("object name: %w", err)
+	}
+	root := opts.root()
+	unlock, err := lock(root)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	final := filepath.Join(root, name)
+	if _, err := os.Lstat(final); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(filepath.Join(root, stagingDir, name)); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: %w (bpfgate preload status lists what is applied)", final, os.ErrNotExist)
+		}
+	}
+	if err := removeIfExists(filepath.Join(root, stagingDir, name)); err != nil {
+		return err
+	}
+	return removeIfExists(final)
+}
+
+func clearStaging(root string) error {
+	dir := filepath.Join(root, stagingDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := removeIfExists(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("remove a tree a killed apply left: %w", err)
+		}
+	}
+	return nil
+}
+
+// prune removes trees no manifest names.
+func prune(root string, ms []*Manifest) ([]Result, error) {
+	named := map[string]bool{}
+	for _, m := range ms {
+		named[m.Name] = true
+	}
+	var out []Result
+	var errs []error
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return out, err
+	}
+	for _, e := range ents {
+		if e.Name() == stagingDir || named[e.Name()] {
+			continue
+		}
+		start := time.Now()
+		err := removeIfExists(filepath.Join(root, e.Name()))
+		r := Result{Name: e.Name(), Action: Removed, Why: "no manifest", Duration: time.Since(start)}
+		if err != nil {
+			r.Action, r.Why = Failed, err.Error()
+			errs = append(errs, err)
+		}
+		out = append(out, r)
+	}
+	return out, errors.Join(errs...)
+}
