@@ -236,6 +236,9 @@ func stale(root string, m *Manifest) string {
 		return "manifest or object changed"
 	}
 	for _, p := range m.Programs {
+		if p.Attach == AttachNone {
+			continue
+		}
 		if why := linkBroken(filepath.Join(dir, "links", p.Name)); why != "" {
 			return fmt.Sprintf("link %s %s", p.Name, why)
 		}
@@ -319,7 +322,18 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 	for _, ms := range spec.Maps {
 		ms.Pinning = ebpf.PinNone // bpfgate pins, not the loader
 	}
+	// Only the programs the manifest lists are loaded: an object may carry
+	// programs for hooks this kernel lacks.
+	for name := range spec.Programs {
+		if !slices.ContainsFunc(m.Programs, func(p Program) bool { return p.Name == name }) {
+			delete(spec.Programs, name)
+		}
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replacements})
+	if errors.Is(err, unix.EPERM) && os.Geteuid() == 0 {
+		// cilium/ebpf suggests MEMLOCK, which has not applied since 5.11.
+		return res, fmt.Errorf("load %s: the kernel refused it to root (%w); a lockdown LSM refuses tracing programs, see /sys/kernel/security/lockdown", m.Object, unix.EPERM)
+	}
 	if err != nil {
 		return res, fmt.Errorf("load %s: %w", m.Object, err)
 	}
@@ -356,6 +370,9 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 
 	for i := range m.Programs {
 		p := &m.Programs[i]
+		if p.Attach == AttachNone {
+			continue
+		}
 		prog := coll.Programs[p.Name]
 		linkPath := filepath.Join(staging, "links", p.Name)
 		if old && updatable(p.Attach) {

@@ -31,14 +31,19 @@ const (
 	AttachLSM        Attach = "lsm"
 	AttachCgroup     Attach = "cgroup"
 	AttachIter       Attach = "iter"
+	// AttachNone loads and pins a program without attaching it.
+	AttachNone Attach = "none"
 )
 
 var attachKinds = []Attach{AttachXDP, AttachTCX, AttachTracepoint, AttachKprobe, AttachKretprobe,
-	AttachFentry, AttachFexit, AttachFmodRet, AttachLSM, AttachCgroup, AttachIter}
+	AttachFentry, AttachFexit, AttachFmodRet, AttachLSM, AttachCgroup, AttachIter, AttachNone}
 
 // ErrTarget means an attach target (interface, tracepoint, function,
 // cgroup) does not exist.
 var ErrTarget = errors.New("no such attach target")
+
+// ErrUnsupported means the running kernel cannot attach this kind of hook.
+var ErrUnsupported = errors.New("hook not supported by this kernel")
 
 // infer finds the hook a program's section implies.
 func infer(ps *ebpf.ProgramSpec) Attach {
@@ -92,6 +97,8 @@ func fits(a Attach, ps *ebpf.ProgramSpec) bool {
 		return ps.Type == ebpf.LSM
 	case AttachCgroup:
 		return infer(ps) == AttachCgroup
+	case AttachNone:
+		return true
 	}
 	return false
 }
@@ -103,7 +110,7 @@ func (m *Manifest) resolve(i int, ps *ebpf.ProgramSpec) error {
 	key := "programs." + p.Name
 	if p.Attach == "" {
 		if p.Attach = infer(ps); p.Attach == "" {
-			return m.errorf(key+".attach", "program %s (section %s) has no hook bpfgate can infer; give attach: one of %s",
+			return m.errorf(key+".attach", "program %s (section %s) has no hook bpfgate can infer; give attach: one of %s (none loads it unattached)",
 				p.Name, ps.SectionName, joinKinds())
 		}
 	}
@@ -159,6 +166,9 @@ func (m *Manifest) resolve(i int, ps *ebpf.ProgramSpec) error {
 		}
 		if err := need("target", p.Target, "do_unlinkat"); err != nil {
 			return err
+		}
+		if !haveKprobes() {
+			return m.errorf(key+".attach", "%w: %s needs a kernel built with CONFIG_KPROBES (no kprobe PMU or kprobe_events here)", ErrUnsupported, p.Attach)
 		}
 		if !kernelSymbol(p.Target) {
 			return m.errorf(key+".target", "%w: kernel function %q is not in /proc/kallsyms", ErrTarget, p.Target)
@@ -241,6 +251,15 @@ func kernelSymbol(name string) bool {
 		}
 	})
 	return kallsyms[name]
+}
+
+func haveKprobes() bool {
+	for _, p := range []string{"/sys/bus/event_source/devices/kprobe/type", "/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events"} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func btfFunc(name string) error {

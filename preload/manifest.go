@@ -70,13 +70,13 @@ type Manifest struct {
 	lines map[string]int // key -> line, for errors found after parsing
 }
 
-// Program says where to attach one program of the object. Programs the
-// manifest does not list are loaded and pinned, not attached.
+// Program says where to attach one program of the object. Only the
+// programs a manifest lists are loaded; attach: none pins one unattached.
 type Program struct {
 	Name string `json:"name" yaml:"name"`
 	// Attach is the kind of hook: xdp, tcx, tracepoint, kprobe, kretprobe,
-	// fentry, fexit, fmod_ret, lsm, cgroup, iter. Empty means: infer it
-	// from the program's section.
+	// fentry, fexit, fmod_ret, lsm, cgroup, iter, or none. Empty means:
+	// infer it from the program's section.
 	Attach Attach `json:"attach,omitempty" yaml:"attach"`
 	// Interface is the network interface of xdp and tcx.
 	Interface string `json:"interface,omitempty" yaml:"interface"`
