@@ -331,8 +331,8 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replacements})
 	if errors.Is(err, unix.EPERM) && os.Geteuid() == 0 {
-		// cilium/ebpf suggests MEMLOCK, which has not applied since 5.11.
-		return res, fmt.Errorf("load %s: the kernel refused it to root (%w); a lockdown LSM refuses tracing programs, see /sys/kernel/security/lockdown", m.Object, unix.EPERM)
+		// cilium/ebpf's hint names MEMLOCK, which has not counted since 5.11.
+		return res, fmt.Errorf("load %s: %w; for root, EPERM usually means a lockdown LSM refusing this program type (see /sys/kernel/security/lockdown)", m.Object, err)
 	}
 	if err != nil {
 		return res, fmt.Errorf("load %s: %w", m.Object, err)
