@@ -68,10 +68,9 @@ func setup(t *testing.T) *objects {
 	o.filter = program(t, &ebpf.ProgramSpec{Name: "filter", Type: ebpf.SocketFilter})
 	o.xdp = program(t, &ebpf.ProgramSpec{Name: "pass", Type: ebpf.XDP})
 	o.iter = program(t, &ebpf.ProgramSpec{Name: "dump", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceIter, AttachTo: "bpf_map"})
-	lo, err := net.InterfaceByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A veth of the test's own: lo takes one XDP program, and other tests
+	// (and the preload example) want it.
+	lo := veth(t)
 	if o.xdpLink, err = link.AttachXDP(link.XDPOptions{Program: o.xdp, Interface: lo.Index, Flags: link.XDPGenericMode}); err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +96,20 @@ func setup(t *testing.T) *objects {
 		t.Fatal(err)
 	}
 	return o
+}
+
+func veth(t *testing.T) *net.Interface {
+	t.Helper()
+	name := fmt.Sprintf("bgp%d", os.Getpid()%100000)
+	if out, err := exec.Command("ip", "link", "add", name, "type", "veth", "peer", "name", name+"p").CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ifi
 }
 
 func list(t *testing.T, opts pins.Options, roots ...string) map[string]*pins.Entry {
@@ -185,10 +198,10 @@ func TestListMatchesKernel(t *testing.T) {
 		}
 	}
 
-	lo, _ := net.InterfaceByName("lo")
+	lo, _ := net.InterfaceByName(fmt.Sprintf("bgp%d", os.Getpid()%100000))
 	checkEntry(t, got[o.root+"/app/links/pass"], &pins.Entry{Path: o.root + "/app/links/pass", Kind: pins.KindLink,
 		ID: uint32(xl.ID), Type: "xdp", Name: "pass",
-		Link: &pins.LinkDetails{ProgramID: uint32(xl.Program), Ifindex: uint32(lo.Index), Target: "lo"}})
+		Link: &pins.LinkDetails{ProgramID: uint32(xl.Program), Ifindex: uint32(lo.Index), Target: lo.Name}})
 	checkEntry(t, got[o.root+"/app/links/dump"], &pins.Entry{Path: o.root + "/app/links/dump", Kind: pins.KindLink,
 		ID: uint32(il.ID), Type: "iter", Name: "dump",
 		Link: &pins.LinkDetails{ProgramID: uint32(il.Program), Target: "bpf_map"}})
