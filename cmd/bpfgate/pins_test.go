@@ -124,3 +124,35 @@ func jsonNumber(v uint32) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestSystemdUnitCommands keeps the shipped unit true: every command it
+// runs is one bpfgate has, with flags it knows.
+func TestSystemdUnitCommands(t *testing.T) {
+	data, err := os.ReadFile("../../contrib/systemd/bpfgate-preload.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "Exec") {
+			continue
+		}
+		_, cmdline, _ := strings.Cut(line, "=")
+		f := strings.Fields(cmdline)
+		if filepath.Base(f[0]) != "bpfgate" {
+			t.Errorf("%s: runs %s, not bpfgate", line, f[0])
+			continue
+		}
+		cmd, rest, err := newRoot(&globals{}).Find(f[1:])
+		if err != nil || cmd.Name() != "apply" {
+			t.Errorf("%s: %v (found %v)", line, err, cmd.Name())
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Errorf("%s: %v", line, err)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Errorf("found %d Exec lines, want ExecStart and ExecReload", n)
+	}
+}
