@@ -95,3 +95,20 @@ func ParseInfo(m *mountinfo.Info, names *delegate.Names) (Info, error) {
 	}
 	return in, nil
 }
+
+// Visible drops mounts hidden by a later mount on the same path: mountinfo
+// lists stacked mounts bottom first, and only the top one is reachable. On
+// a systemd host, `bpfgate run` stacks the delegated bpffs on /sys/fs/bpf.
+func Visible(mounts []Info) []Info {
+	top := map[string]int{}
+	for i, m := range mounts {
+		top[m.Path] = i
+	}
+	out := make([]Info, 0, len(top))
+	for i, m := range mounts {
+		if top[m.Path] == i {
+			out = append(out, m)
+		}
+	}
+	return out
+}

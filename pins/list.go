@@ -98,9 +98,17 @@ func Roots() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
+	// Only the top mount of a stack is reachable by path.
+	top := map[string]int{}
+	for i, m := range mounts {
+		top[m.Mountpoint] = i
+	}
 	seen := map[[2]int]bool{}
 	var roots []string
-	for _, m := range mounts {
+	for i, m := range mounts {
+		if top[m.Mountpoint] != i {
+			continue
+		}
 		dev := [2]int{m.Major, m.Minor}
 		if seen[dev] {
 			continue
