@@ -51,7 +51,7 @@ left running, changed ones are replaced in one atomic swap.`,
 					if len(r.Kept) > 0 {
 						line += fmt.Sprintf(", kept maps %v", r.Kept)
 					}
-					if r.Why != "" && r.Action != preload.Failed {
+					if r.Why != "" && r.Action == preload.Replaced || r.Action == preload.Removed {
 						line += " (" + r.Why + ")"
 					}
 					fmt.Println(line)
