@@ -99,16 +99,20 @@ func ParseInfo(m *mountinfo.Info, names *delegate.Names) (Info, error) {
 // Visible drops mounts hidden by a later mount on the same path: mountinfo
 // lists stacked mounts bottom first, and only the top one is reachable. On
 // a systemd host, `bpfgate run` stacks the delegated bpffs on /sys/fs/bpf.
-func Visible(mounts []Info) []Info {
+// path gives a mount's mountpoint, so raw mountinfo entries work too.
+func Visible[T any](mounts []T, path func(T) string) []T {
 	top := map[string]int{}
 	for i, m := range mounts {
-		top[m.Path] = i
+		top[path(m)] = i
 	}
-	out := make([]Info, 0, len(top))
+	out := make([]T, 0, len(top))
 	for i, m := range mounts {
-		if top[m.Path] == i {
+		if top[path(m)] == i {
 			out = append(out, m)
 		}
 	}
 	return out
 }
+
+// MountPath is the path of an Info, for Visible.
+func MountPath(m Info) string { return m.Path }

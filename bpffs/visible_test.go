@@ -21,7 +21,7 @@ func TestVisible(t *testing.T) {
 			in = append(in, Info{ID: i, Path: p})
 		}
 		var got []int
-		for _, m := range Visible(in) {
+		for _, m := range Visible(in, MountPath) {
 			got = append(got, m.ID)
 		}
 		if !slices.Equal(got, tc.want) {

@@ -16,6 +16,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/sys"
 )
@@ -98,17 +99,10 @@ func Roots() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
-	// Only the top mount of a stack is reachable by path.
-	top := map[string]int{}
-	for i, m := range mounts {
-		top[m.Mountpoint] = i
-	}
+	mounts = bpffs.Visible(mounts, func(m *mountinfo.Info) string { return m.Mountpoint })
 	seen := map[[2]int]bool{}
 	var roots []string
-	for i, m := range mounts {
-		if top[m.Mountpoint] != i {
-			continue
-		}
+	for _, m := range mounts {
 		dev := [2]int{m.Major, m.Minor}
 		if seen[dev] {
 			continue

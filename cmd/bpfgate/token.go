@@ -75,7 +75,7 @@ namespace) it is created and its own view is shown as well.`,
 			if err != nil {
 				return err
 			}
-			mounts = bpffs.Visible(mounts)
+			mounts = bpffs.Visible(mounts, bpffs.MountPath)
 			var views []tokenView
 			for _, m := range mounts {
 				if len(args) > 0 && !slices.Contains(args, m.Path) {
