@@ -194,47 +194,13 @@ func ReadFile(path string) (*Manifest, error) {
 	if !filepath.IsAbs(m.Object) {
 		m.Object = filepath.Join(filepath.Dir(path), m.Object)
 	}
-	seen := map[string]bool{}
-	for i := range raw.Programs {
-		n := &raw.Programs[i]
-		key := fmt.Sprintf("programs[%d]", i)
-		if err := checkKeys(path, n, key, programKeys); err != nil {
-			return nil, err
-		}
-		var p Program
-		if err := n.Decode(&p); err != nil {
-			return nil, &ManifestError{path, n.Line, key, err}
-		}
-		if err := checkName(p.Name); err != nil {
-			return nil, &ManifestError{path, n.Line, key + ".name", err}
-		}
-		if seen[p.Name] {
-			return nil, &ManifestError{path, n.Line, key + ".name", fmt.Errorf("%w: program %q is listed twice", ErrDuplicate, p.Name)}
-		}
-		seen[p.Name] = true
-		m.lines["programs."+p.Name] = n.Line
-		m.Programs = append(m.Programs, p)
+	if m.Programs, err = decodeEntries(m, raw.Programs, "programs", "program", programKeys,
+		func(p Program) string { return p.Name }); err != nil {
+		return nil, err
 	}
-	seen = map[string]bool{}
-	for i := range raw.Maps {
-		n := &raw.Maps[i]
-		key := fmt.Sprintf("maps[%d]", i)
-		if err := checkKeys(path, n, key, mapKeys); err != nil {
-			return nil, err
-		}
-		var mp Map
-		if err := n.Decode(&mp); err != nil {
-			return nil, &ManifestError{path, n.Line, key, err}
-		}
-		if err := checkName(mp.Name); err != nil {
-			return nil, &ManifestError{path, n.Line, key + ".name", err}
-		}
-		if seen[mp.Name] {
-			return nil, &ManifestError{path, n.Line, key + ".name", fmt.Errorf("%w: map %q is listed twice", ErrDuplicate, mp.Name)}
-		}
-		seen[mp.Name] = true
-		m.lines["maps."+mp.Name] = n.Line
-		m.Maps = append(m.Maps, mp)
+	if m.Maps, err = decodeEntries(m, raw.Maps, "maps", "map", mapKeys,
+		func(mp Map) string { return mp.Name }); err != nil {
+		return nil, err
 	}
 	obj, err := os.Open(m.Object)
 	if err != nil {
@@ -249,6 +215,34 @@ func ReadFile(path string) (*Manifest, error) {
 	}
 	m.Digest = "sha256-" + hex.EncodeToString(h.Sum(nil))
 	return m, nil
+}
+
+// decodeEntries decodes the list section of a manifest (programs, maps):
+// known keys only, valid and distinct names, each name's line recorded.
+func decodeEntries[T any](m *Manifest, nodes []yaml.Node, section, noun string, keys []string, name func(T) string) ([]T, error) {
+	var out []T
+	seen := map[string]bool{}
+	for i := range nodes {
+		n := &nodes[i]
+		key := fmt.Sprintf("%s[%d]", section, i)
+		if err := checkKeys(m.File, n, key, keys); err != nil {
+			return nil, err
+		}
+		var e T
+		if err := n.Decode(&e); err != nil {
+			return nil, &ManifestError{m.File, n.Line, key, err}
+		}
+		if err := checkName(name(e)); err != nil {
+			return nil, &ManifestError{m.File, n.Line, key + ".name", err}
+		}
+		if seen[name(e)] {
+			return nil, &ManifestError{m.File, n.Line, key + ".name", fmt.Errorf("%w: %s %q is listed twice", ErrDuplicate, noun, name(e))}
+		}
+		seen[name(e)] = true
+		m.lines[section+"."+name(e)] = n.Line
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 func checkName(name string) error {
