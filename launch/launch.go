@@ -51,9 +51,30 @@ type Config struct {
 	// gives what a delegation needs.
 	Caps []Cap
 
+	// Net is the workload's network: NetNone (the default) gives it a
+	// network namespace of its own with only lo; NetHost shares the
+	// host's, so that XDP, tc and socket programs reach host interfaces.
+	Net NetMode
+	// PreserveFDs passes the caller's fds 3 to 3+PreserveFDs-1 on to the
+	// workload, as runc and podman do; every other fd is closed.
+	PreserveFDs int
+	// AllowSystemIDs permits UIDMap and GIDMap to map host ids of system
+	// users and groups (below 1000, or listed in /etc/passwd or /etc/group).
+	AllowSystemIDs bool
+
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 }
+
+// NetMode says which network namespace a workload runs in.
+type NetMode int
+
+const (
+	// NetNone gives the workload a network namespace of its own, with lo up.
+	NetNone NetMode = iota
+	// NetHost shares the host's network namespace.
+	NetHost
+)
 
 // Workload is a running command.
 type Workload struct {

@@ -24,6 +24,22 @@ var Nsenter = "nsenter"
 // MountInto mounts a delegated bpffs at path inside the user and mount
 // namespaces of process pid. path is resolved inside the process's root.
 func MountInto(pid int, path string, opts bpffs.Options) error {
+	p, err := OpenProcess(pid)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	dir, err := p.OpenInRoot(path)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return MountIntoDir(p, dir, opts)
+}
+
+// MountIntoDir mounts a delegated bpffs on dir, a directory in the mount
+// namespace of process p, with p's user namespace owning the filesystem.
+func MountIntoDir(p *Process, dir *os.File, opts bpffs.Options) error {
 	if os.Geteuid() != 0 {
 		return ErrNotRoot
 	}
@@ -32,18 +48,16 @@ func MountInto(pid int, path string, opts bpffs.Options) error {
 			return err
 		}
 	}
-	same, err := sameUserNS(pid)
+	pid := p.Pid()
+	same, err := p.sameUserNS()
 	if err != nil {
 		return err
 	}
 	if same {
 		return fmt.Errorf("pid %d: %w", pid, ErrSharedUserNS)
 	}
-	target, err := openInRoot(pid, path)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
+	path := dir.Name()
+	target := dir
 
 	host, child, err := socketPair()
 	if err != nil {
@@ -85,33 +99,4 @@ func MountInto(pid int, path string, opts bpffs.Options) error {
 		return fmt.Errorf("mount into pid %d: helper: %w", pid, waitErr)
 	}
 	return nil
-}
-
-func sameUserNS(pid int) (bool, error) {
-	var self, other unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/user", &self); err != nil {
-		return false, fmt.Errorf("own user namespace: %w", err)
-	}
-	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/user", &other); err != nil {
-		return false, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	return self.Ino == other.Ino && self.Dev == other.Dev, nil
-}
-
-// openInRoot opens path as the process sees it, without following symlinks
-// out of its root.
-func openInRoot(pid int, path string) (*os.File, error) {
-	root, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("pid %d: open root: %w", pid, err)
-	}
-	defer unix.Close(root)
-	fd, err := unix.Openat2(root, path, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pid %d: %s: %w", pid, path, err)
-	}
-	return os.NewFile(uintptr(fd), path), nil
 }
