@@ -37,6 +37,14 @@ var ErrPeerGone = errors.New("the other side of the handshake went away")
 // ErrTimeout means the other side did not answer in time.
 var ErrTimeout = errors.New("the other side of the handshake did not answer in time")
 
+// ErrNotBPFFS means the peer handed over a filesystem context that is not a
+// BPF filesystem: the privileged side refuses it and mounts nothing.
+var ErrNotBPFFS = errors.New("the peer's filesystem context is not a BPF filesystem")
+
+// ErrWrongOwner means the BPF filesystem the peer handed over is not owned by
+// the user namespace it is meant for.
+var ErrWrongOwner = errors.New("the BPF filesystem is not owned by the target's user namespace")
+
 // HandshakeTimeout bounds each wait of the host side.
 var HandshakeTimeout = 10 * time.Second
 

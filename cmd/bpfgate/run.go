@@ -16,6 +16,9 @@ func newRunCmd(g *globals) *cobra.Command {
 		uidMap, gidMap string
 		caps           []string
 		quiet          bool
+		netMode        string
+		preserveFDs    int
+		allowSystemIDs bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- COMMAND [ARG...]",
@@ -70,6 +73,19 @@ by themselves. Exit status, signals and standard streams pass through.`,
 			} else {
 				cfg.GIDMap = cfg.UIDMap
 			}
+			switch netMode {
+			case "none", "":
+				cfg.Net = launch.NetNone
+			case "host":
+				cfg.Net = launch.NetHost
+			default:
+				return fmt.Errorf("--net %q: want none (a network namespace of its own, only lo) or host", netMode)
+			}
+			if preserveFDs < 0 {
+				return fmt.Errorf("--preserve-fds %d: want a count of 0 or more", preserveFDs)
+			}
+			cfg.PreserveFDs = preserveFDs
+			cfg.AllowSystemIDs = allowSystemIDs
 			code, err := launch.Run(cfg)
 			if err != nil {
 				return fmt.Errorf("run %s: %w", args[0], err)
@@ -86,6 +102,9 @@ by themselves. Exit status, signals and standard streams pass through.`,
 	fl.StringVar(&uidMap, "uid-map", "", "uid map inside:host:count[,...] (default 0:100000:65536)")
 	fl.StringVar(&gidMap, "gid-map", "", "gid map (default: as --uid-map)")
 	fl.StringSliceVar(&caps, "caps", nil, "capabilities kept inside the user namespace (default: CAP_BPF, plus CAP_NET_ADMIN or CAP_PERFMON where the delegated types need them)")
+	fl.StringVar(&netMode, "net", "none", "network: none (own network namespace with only lo) or host (the host's: the delegation then reaches host interfaces)")
+	fl.IntVar(&preserveFDs, "preserve-fds", 0, "pass this many extra fds (3, 4, ...) to the workload; every other fd is closed")
+	fl.BoolVar(&allowSystemIDs, "allow-system-ids", false, "allow --uid-map/--gid-map onto host ids of system users and groups")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "do not print delegation warnings")
 	fl.SetInterspersed(false)
 	return cmd
