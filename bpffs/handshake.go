@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -13,11 +13,11 @@ import (
 	"github.com/bpfgate/bpfgate/internal/sys"
 )
 
-// Messages of the delegation handshake.
+// Messages of the delegation handshake (launch/nsexec/protocol.h).
 const (
-	msgContext = "context" // workload → host, with the fs context fd
-	msgReady   = "ready"   // host → workload: configured and created
-	msgMounted = "mounted" // workload → host: attached at the target
+	msgContext = "context" // helper → host, with the fs context fd
+	msgReady   = "ready"   // host → helper, with the verified detached mount
+	msgMounted = "mounted" // helper → host: attached at the target
 	msgError   = "error: " // either way, followed by the reason
 )
 
@@ -59,12 +59,31 @@ func (e *StepError) Error() string {
 }
 func (e *StepError) Unwrap() error { return e.Err }
 
-// ServeDelegation is the privileged half of the handshake. It receives an fs
-// context from the workload on sock, configures it with opts (which takes
-// CAP_SYS_ADMIN in the initial user namespace), creates the filesystem, and
-// waits until the workload has attached it. sock must be a SOCK_SEQPACKET
-// unix socket. Every fd it receives is closed before it returns.
+// ServeDelegation is ServeDelegationTo without an expected owner.
 func ServeDelegation(sock int, opts Options) error {
+	return ServeDelegationTo(sock, opts, nil)
+}
+
+// ServeDelegationTo is the privileged half of the handshake. It receives an
+// fs context from the helper on sock, configures it with opts (which takes
+// CAP_SYS_ADMIN in the initial user namespace), creates the filesystem and
+// mounts it (detached), and hands that mount to the helper once it has
+// checked it: it must be a BPF filesystem, not owned by the initial user
+// namespace (owner, the target's /proc/PID/ns/user, if given, must not be
+// the caller's own either). The helper attaches it and confirms. A peer
+// that sends anything else gets nothing: the superblock it caused is
+// dropped unmounted. Every wait is bounded by HandshakeTimeout; every fd
+// received is closed before it returns. sock must be SOCK_SEQPACKET.
+func ServeDelegationTo(sock int, opts Options, owner *os.File) error {
+	if owner != nil {
+		own, err := sameNS(owner, "/proc/self/ns/user")
+		if err != nil {
+			return &StepError{StepConfig, err}
+		}
+		if own {
+			return &StepError{StepConfig, fmt.Errorf("%w: the target shares the host's user namespace", ErrWrongOwner)}
+		}
+	}
 	msg, fsfd, err := recvTimeout(sock)
 	if err != nil {
 		return &StepError{StepSend, err}
@@ -72,14 +91,20 @@ func ServeDelegation(sock int, opts Options) error {
 	if fsfd < 0 {
 		return &StepError{StepSend, peerError(msg, "no fs context fd came with the message")}
 	}
-	err = configure(fsfd, opts)
+	if string(msg) != msgContext {
+		unix.Close(fsfd)
+		return &StepError{StepSend, peerError(msg, "unexpected message")}
+	}
+	mfd, err := createVerified(fsfd, opts)
 	unix.Close(fsfd)
 	if err != nil {
 		send(sock, msgError+err.Error())
 		return &StepError{StepConfig, err}
 	}
-	if err := send(sock, msgReady); err != nil {
-		return &StepError{StepConfig, fmt.Errorf("tell workload: %w", err)}
+	err = sys.SendFD(sock, []byte(msgReady), mfd)
+	unix.Close(mfd)
+	if err != nil {
+		return &StepError{StepConfig, fmt.Errorf("hand the mount over: %w", err)}
 	}
 	msg, fd, err := recvTimeout(sock)
 	if fd >= 0 {
@@ -94,16 +119,76 @@ func ServeDelegation(sock int, opts Options) error {
 	return nil
 }
 
-func configure(fsfd int, opts Options) error {
+// createVerified configures and creates the filesystem of context fsfd and
+// returns a detached mount of it, after checking what the peer really sent.
+func createVerified(fsfd int, opts Options) (int, error) {
+	// Only an fs context may be configured: a peer could send any fd.
+	if kind, err := fdKind(fsfd); err != nil || kind != "anon_inode:[fscontext]" {
+		return -1, fmt.Errorf("%w: got %q", ErrNotBPFFS, kind)
+	}
 	if err := Configure(fsfd, opts); err != nil {
-		return err
+		return -1, err
 	}
 	// The superblock is created here, on the privileged side, so that the
 	// kernel checks the delegate_* options with our credentials.
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return fmt.Errorf("create bpffs: %w%s", err, suffix(kernelLog(fsfd)))
+	mfd, err := Materialize(fsfd)
+	if err != nil {
+		return -1, err
 	}
-	return nil
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(mfd, &st); err != nil {
+		unix.Close(mfd)
+		return -1, fmt.Errorf("statfs of the new filesystem: %w", err)
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		unix.Close(mfd)
+		return -1, fmt.Errorf("%w (filesystem magic %#x)", ErrNotBPFFS, st.Type)
+	}
+	if err := checkNotHostOwned(mfd); err != nil {
+		unix.Close(mfd)
+		return -1, err
+	}
+	return mfd, nil
+}
+
+// checkNotHostOwned asks the kernel whose bpffs this is: BPF_TOKEN_CREATE
+// from the initial user namespace fails with EPERM when another namespace
+// owns the filesystem, and with EOPNOTSUPP when the initial one does.
+func checkNotHostOwned(mfd int) error {
+	root, err := unix.Openat(mfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the new filesystem: %w", err)
+	}
+	defer unix.Close(root)
+	tok, err := sys.TokenCreate(root)
+	if err == nil {
+		unix.Close(tok)
+	}
+	if errors.Is(err, unix.EPERM) {
+		return nil
+	}
+	return fmt.Errorf("%w: it belongs to the host's user namespace (token create: %v)", ErrWrongOwner, err)
+}
+
+// fdKind is what /proc/self/fd says fd is.
+func fdKind(fd int) (string, error) {
+	buf := make([]byte, 256)
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+func sameNS(f *os.File, path string) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
+		return false, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if err := unix.Stat(path, &b); err != nil {
+		return false, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }
 
 func peerError(msg []byte, what string) error {
@@ -111,66 +196,10 @@ func peerError(msg []byte, what string) error {
 	if rest, ok := strings.CutPrefix(s, msgError); ok {
 		return errors.New(rest)
 	}
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
 	return fmt.Errorf("%s: %q", what, s)
-}
-
-// MountDelegated is the workload half of the handshake, run inside the
-// workload's user and mount namespaces with CAP_SYS_ADMIN there. It creates a
-// bpffs context, hands it to the host on sock, and once the host has
-// configured it, attaches the filesystem at target (a path, or, if targetFD
-// is not -1, the directory fd itself).
-func MountDelegated(sock int, target string, targetFD int) error {
-	fault(StepOpen)
-	fsfd, err := CreateContext()
-	if err != nil {
-		send(sock, msgError+err.Error())
-		return &StepError{StepOpen, err}
-	}
-	defer unix.Close(fsfd)
-	fault(StepSend)
-	if err := sys.SendFD(sock, []byte(msgContext), fsfd); err != nil {
-		return &StepError{StepSend, err}
-	}
-	msg, fd, err := sys.Recv(sock, make([]byte, 4096))
-	if fd >= 0 {
-		unix.Close(fd)
-	}
-	if err != nil {
-		return &StepError{StepConfig, err}
-	}
-	if len(msg) == 0 {
-		return &StepError{StepConfig, ErrPeerGone}
-	}
-	if string(msg) != msgReady {
-		return &StepError{StepConfig, peerError(msg, "unexpected message")}
-	}
-	fault(StepAttach)
-	if err := attach(fsfd, target, targetFD); err != nil {
-		send(sock, msgError+err.Error())
-		return &StepError{StepAttach, err}
-	}
-	fault(StepConfirm)
-	if err := send(sock, msgMounted); err != nil {
-		return &StepError{StepConfirm, err}
-	}
-	return nil
-}
-
-func attach(fsfd int, target string, targetFD int) error {
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("fsmount: %w", err)
-	}
-	defer unix.Close(mfd)
-	if targetFD >= 0 {
-		err = unix.MoveMount(mfd, "", targetFD, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
-	} else {
-		err = unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
-	}
-	if err != nil {
-		return fmt.Errorf("mount bpffs on %s: %w", target, err)
-	}
-	return nil
 }
 
 func send(sock int, msg string) error {
@@ -207,16 +236,7 @@ func recvTimeout(sock int) ([]byte, int, error) {
 	}
 }
 
-// FaultEnv names the environment variable that makes the workload half kill
+// FaultEnv names the environment variable that makes the C helper kill
 // itself at a step of the handshake. Only tests set it, to prove that every
 // failure leaves nothing behind.
 const FaultEnv = "BPFGATE_FAULT"
-
-var faultStep = os.Getenv(FaultEnv)
-
-func fault(step string) {
-	if faultStep == step {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // not reached: SIGKILL cannot be caught
-	}
-}

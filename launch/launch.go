@@ -7,15 +7,21 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/cgroup"
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/idpool"
 	"github.com/bpfgate/bpfgate/internal/sys"
+	"github.com/bpfgate/bpfgate/launch/nsexec"
 )
 
 var (
@@ -29,10 +35,6 @@ var (
 // cilium/ebpf look for a token.
 const DefaultPath = delegate.DefaultPath
 
-// DefaultIDMap maps the workload's root to an unprivileged host range, like
-// podman's --uidmap 0:100000:65536.
-var DefaultIDMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
-
 // Config describes a workload.
 type Config struct {
 	Args []string // the command and its arguments
@@ -44,8 +46,12 @@ type Config struct {
 	BPFFS bpffs.Options
 	// Path is where the bpffs is mounted inside; DefaultPath if empty.
 	Path string
-	// UIDMap and GIDMap default to DefaultIDMap.
+	// UIDMap and GIDMap map the workload's ids to host ids. If UIDMap is
+	// nil, the workload gets a block of host ids of its own from IDPool
+	// (idpool.Default() if nil), for as long as it runs; GIDMap defaults to
+	// UIDMap.
 	UIDMap, GIDMap []syscall.SysProcIDMap
+	IDPool         *idpool.Pool
 	// Caps are the capabilities the workload keeps inside its user
 	// namespace; it has none in the host's. CAP_BPF if empty; CapsFor
 	// gives what a delegation needs.
@@ -76,10 +82,28 @@ const (
 	NetHost
 )
 
-// Workload is a running command.
+// Workload is a running sandbox.
 type Workload struct {
-	cmd *exec.Cmd
+	cmd    *exec.Cmd // the supervisor
+	life   *os.File  // its life line: closing it ends the sandbox
+	group  *cgroup.Group
+	lease  *idpool.Lease
+	uidMap []syscall.SysProcIDMap
 }
+
+// CgroupParent is the cgroup, below the cgroup2 root, that holds one cgroup
+// per running workload.
+const CgroupParent = "bpfgate"
+
+// ExecError means the workload's command could not be executed; Code is
+// the exit status a shell gives for it (126, or 127 when not found).
+type ExecError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExecError) Error() string { return e.Err.Error() }
+func (e *ExecError) Unwrap() error { return e.Err }
 
 // ParseIDMap parses "inside:host:count" entries, comma separated.
 func ParseIDMap(s string) ([]syscall.SysProcIDMap, error) {
@@ -105,20 +129,101 @@ func ParseIDMap(s string) ([]syscall.SysProcIDMap, error) {
 	return out, nil
 }
 
-func checkIDMap(m []syscall.SysProcIDMap) error {
+func checkIDMap(kind idpool.Kind, m []syscall.SysProcIDMap, allowSystem bool) error {
 	for _, e := range m {
 		if e.HostID == 0 {
 			return fmt.Errorf("%w (%d:%d:%d)", ErrHostRoot, e.ContainerID, e.HostID, e.Size)
+		}
+		if e.HostID < 0 || e.Size <= 0 || uint64(e.HostID)+uint64(e.Size) > 1<<32-1 {
+			return fmt.Errorf("%s map %d:%d:%d: out of range", kind, e.ContainerID, e.HostID, e.Size)
+		}
+		if allowSystem {
+			continue
+		}
+		if err := idpool.CheckHostRange(kind, uint32(e.HostID), uint32(e.Size)); err != nil {
+			return fmt.Errorf("%s map %d:%d:%d: %w (pass --allow-system-ids if you mean it)", kind, e.ContainerID, e.HostID, e.Size, err)
 		}
 	}
 	return nil
 }
 
-// Start runs the workload and returns once its bpffs is mounted and the
-// command has been executed. On error nothing is left running or mounted.
+func mapText(m []syscall.SysProcIDMap) string {
+	var b strings.Builder
+	for _, e := range m {
+		fmt.Fprintf(&b, "%d %d %d\n", e.ContainerID, e.HostID, e.Size)
+	}
+	return b.String()
+}
+
+// sandbox is what Start sets up before the supervisor runs, and tears down
+// if it fails.
+type sandbox struct {
+	lease          *idpool.Lease
+	group          *cgroup.Group
+	uidMap, gidMap []syscall.SysProcIDMap
+}
+
+func (sb *sandbox) release() {
+	if sb.group != nil {
+		_ = sb.group.Remove(cleanupTimeout)
+		sb.group.Close()
+	}
+	if sb.lease != nil {
+		sb.lease.Release()
+	}
+}
+
+// runs numbers the workloads this process starts, for their cgroups' names.
+var runs atomic.Uint64
+
+// cleanupTimeout bounds how long removing a workload's cgroup may take.
+const cleanupTimeout = 5 * time.Second
+
+func prepare(cfg *Config) (*sandbox, error) {
+	sb := &sandbox{uidMap: cfg.UIDMap, gidMap: cfg.GIDMap}
+	if sb.uidMap == nil {
+		pool := cfg.IDPool
+		if pool == nil {
+			p, err := idpool.Default()
+			if err != nil {
+				return nil, err
+			}
+			pool = &p
+		}
+		lease, err := pool.Acquire()
+		if err != nil {
+			return nil, fmt.Errorf("host ids for the workload: %w", err)
+		}
+		sb.lease = lease
+		sb.uidMap = lease.IDMap()
+	} else if err := checkIDMap(idpool.UID, sb.uidMap, cfg.AllowSystemIDs); err != nil {
+		return nil, err
+	}
+	if sb.gidMap == nil {
+		sb.gidMap = sb.uidMap
+	} else if err := checkIDMap(idpool.GID, sb.gidMap, cfg.AllowSystemIDs); err != nil {
+		sb.release()
+		return nil, err
+	}
+	name := fmt.Sprintf("run-%d-%d-%d", sb.uidMap[0].HostID, os.Getpid(), runs.Add(1))
+	g, err := cgroup.Create(CgroupParent, name)
+	if err != nil {
+		sb.release()
+		return nil, fmt.Errorf("the workload's cgroup: %w", err)
+	}
+	sb.group = g
+	return sb, nil
+}
+
+// Start runs the workload in a sandbox of its own and returns once its
+// bpffs is mounted and the command has been executed. On error nothing is
+// left running or mounted, and no cgroup is left behind.
 func Start(cfg Config) (*Workload, error) {
 	if len(cfg.Args) == 0 {
 		return nil, errors.New("no command given")
+	}
+	if !nsexec.Available {
+		return nil, ErrNoHelper
 	}
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
@@ -128,18 +233,8 @@ func Start(cfg Config) (*Workload, error) {
 			return nil, err
 		}
 	}
-	uidMap, gidMap := cfg.UIDMap, cfg.GIDMap
-	if uidMap == nil {
-		uidMap = DefaultIDMap
-	}
-	if gidMap == nil {
-		gidMap = DefaultIDMap
-	}
-	if err := checkIDMap(uidMap); err != nil {
-		return nil, fmt.Errorf("uid map: %w", err)
-	}
-	if err := checkIDMap(gidMap); err != nil {
-		return nil, fmt.Errorf("gid map: %w", err)
+	if cfg.PreserveFDs < 0 {
+		return nil, fmt.Errorf("PreserveFDs %d: want 0 or more", cfg.PreserveFDs)
 	}
 	path := cfg.Path
 	if path == "" {
@@ -149,35 +244,75 @@ func Start(cfg Config) (*Workload, error) {
 	if len(caps) == 0 {
 		caps = []Cap{unix.CAP_BPF}
 	}
-
-	host, child, err := socketPair()
+	sb, err := prepare(&cfg)
 	if err != nil {
 		return nil, err
 	}
+
+	host, child, err := socketPair()
+	if err != nil {
+		sb.release()
+		return nil, err
+	}
 	defer unix.Close(host)
+	lifeR, lifeW, err := os.Pipe()
+	if err != nil {
+		child.Close()
+		sb.release()
+		return nil, fmt.Errorf("pipe: %w", err)
+	}
+	defer lifeR.Close()
+	parent, err := sb.group.OpenParent()
+	if err != nil {
+		child.Close()
+		lifeW.Close()
+		sb.release()
+		return nil, err
+	}
+	defer parent.Close()
+	cgdir := os.NewFile(uintptr(sb.group.FD()), sb.group.Path())
+	leaseFile, err := os.Open(os.DevNull)
+	if err != nil {
+		child.Close()
+		lifeW.Close()
+		sb.release()
+		return nil, err
+	}
+	defer leaseFile.Close()
+	if sb.lease != nil {
+		leaseFile = sb.lease.File()
+	}
 
 	env := cfg.Env
 	if env == nil {
 		env = os.Environ()
 	}
+	net := "none"
+	if cfg.Net == NetHost {
+		net = "host"
+	}
+	extra := make([]*os.File, 0, cfg.PreserveFDs+nsexec.SandboxNCtl)
+	for i := 0; i < cfg.PreserveFDs; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	extra = append(extra, child, lifeR, cgdir, parent, leaseFile)
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
-		Args: append([]string{"bpfgate-init"}, cfg.Args...),
-		Env: append(env[:len(env):len(env)], childEnv+"=run", targetEnv+"="+path,
-			capsEnv+"="+strconv.FormatUint(capMask(caps), 16)),
+		Args: append([]string{"bpfgate-sandbox"}, cfg.Args...),
+		Env: append(env[:len(env):len(env)],
+			nsexec.EnvMode+"="+nsexec.ModeSandbox,
+			nsexec.EnvNFDs+"="+strconv.Itoa(cfg.PreserveFDs),
+			nsexec.EnvUIDMap+"="+mapText(sb.uidMap),
+			nsexec.EnvGIDMap+"="+mapText(sb.gidMap),
+			nsexec.EnvNet+"="+net,
+			nsexec.EnvTarget+"="+path,
+			nsexec.EnvCaps+"="+strconv.FormatUint(capMask(caps), 16),
+			nsexec.EnvCgName+"="+filepath.Base(sb.group.Path())),
 		Dir:        cfg.Dir,
 		Stdin:      cfg.Stdin,
 		Stdout:     cfg.Stdout,
 		Stderr:     cfg.Stderr,
-		ExtraFiles: []*os.File{child},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
-			// Become the namespace root (host uid from the map), so that the exec
-			// gives the child full capabilities inside its user namespace.
-			Credential:  &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true},
-			UidMappings: uidMap,
-			GidMappings: gidMap,
-		},
+		ExtraFiles: extra,
 	}
 	if cmd.Stdin == nil {
 		cmd.Stdin = os.Stdin
@@ -191,19 +326,26 @@ func Start(cfg Config) (*Workload, error) {
 	err = cmd.Start()
 	child.Close()
 	if err != nil {
+		lifeW.Close()
+		sb.release()
 		return nil, fmt.Errorf("start workload: %w", err)
 	}
+	w := &Workload{cmd: cmd, life: lifeW, group: sb.group, lease: sb.lease, uidMap: sb.uidMap}
 
 	opts := cfg.BPFFS
 	opts.Delegation = cfg.Delegation
 	if err := bpffs.ServeDelegation(host, opts); err != nil {
-		return nil, abort(cmd, err)
+		return nil, w.abort(err)
 	}
 	if err := waitExec(host); err != nil {
-		return nil, abort(cmd, err)
+		return nil, w.abort(err)
 	}
-	return &Workload{cmd: cmd}, nil
+	return w, nil
 }
+
+// ErrNoHelper means this binary was built without cgo, so it has no C
+// helpers (package launch/nsexec) and cannot build a sandbox.
+var ErrNoHelper = errors.New("this bpfgate was built without cgo: running workloads and mounting into processes need its C helpers (rebuild with CGO_ENABLED=1)")
 
 // waitExec waits for the child's announcement that it executes the
 // workload, then for the EOF that the exec causes (the socket is
@@ -211,33 +353,66 @@ func Start(cfg Config) (*Workload, error) {
 func waitExec(host int) error {
 	announced := false
 	for {
-		msg, fd, err := sys.Recv(host, make([]byte, 4096))
+		msg, fd, err := recvBounded(host)
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 		switch {
+		case errors.Is(err, bpffs.ErrPeerGone) && announced:
+			return nil
 		case err != nil:
 			return fmt.Errorf("wait for exec: %w", err)
-		case len(msg) == 0 && announced:
-			return nil
-		case len(msg) == 0:
-			return fmt.Errorf("wait for exec: %w", bpffs.ErrPeerGone)
-		case string(msg) == msgExec:
+		case string(msg) == nsexec.MsgExec:
 			announced = true
 		default:
-			return errors.New(strings.TrimPrefix(string(msg), "error: "))
+			return errors.New(strings.TrimPrefix(string(msg), nsexec.MsgError))
 		}
 	}
 }
 
-// abort kills and reaps the child and adds how it ended to err.
-func abort(cmd *exec.Cmd, err error) error {
-	_ = cmd.Process.Kill()
-	state, _ := cmd.Process.Wait()
-	if state != nil {
-		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL && errors.Is(err, bpffs.ErrPeerGone) {
-			return fmt.Errorf("%w (the workload side was killed)", err)
+// recvBounded waits at most bpffs.HandshakeTimeout for one message.
+func recvBounded(sock int) ([]byte, int, error) {
+	fds := []unix.PollFd{{Fd: int32(sock), Events: unix.POLLIN}}
+	deadline := time.Now().Add(bpffs.HandshakeTimeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, -1, bpffs.ErrTimeout
 		}
+		n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if err == unix.EINTR || (err == nil && n == 0) {
+			continue
+		}
+		if err != nil {
+			return nil, -1, fmt.Errorf("poll: %w", err)
+		}
+		msg, fd, err := sys.Recv(sock, make([]byte, 4096))
+		if err != nil {
+			return nil, -1, err
+		}
+		if len(msg) == 0 && fd < 0 {
+			return nil, -1, bpffs.ErrPeerGone
+		}
+		return msg, fd, nil
+	}
+}
+
+// abort ends the sandbox after a failed start and adds how it ended to err:
+// closing the life line makes the supervisor kill the sandbox and remove
+// its cgroup.
+func (w *Workload) abort(err error) error {
+	if !errors.Is(err, bpffs.ErrTimeout) {
+		// The sandbox exits by itself after it reported an error; give it
+		// the chance, so that its exit status tells what happened.
+		w.exited(abortGrace)
+	}
+	w.life.Close()
+	code, waitErr := w.wait()
+	switch {
+	case code == nsexec.ExitNotFound || code == nsexec.ExitNoExec:
+		return &ExecError{Code: code, Err: err}
+	case waitErr == nil && code == 128+int(syscall.SIGKILL) && errors.Is(err, bpffs.ErrPeerGone):
+		return fmt.Errorf("%w (the workload side was killed)", err)
 	}
 	return err
 }
@@ -250,24 +425,75 @@ func socketPair() (host int, child *os.File, err error) {
 	return fds[0], os.NewFile(uintptr(fds[1]), "bpfgate-handshake"), nil
 }
 
-// Pid returns the workload's process id.
+// Pid returns the process id of the workload's supervisor, which runs on
+// the host; the workload itself runs in a PID namespace of its own.
 func (w *Workload) Pid() int { return w.cmd.Process.Pid }
 
-// Signal sends sig to the workload.
+// UIDMap returns the workload's uid map.
+func (w *Workload) UIDMap() []syscall.SysProcIDMap { return w.uidMap }
+
+// Cgroup returns the path of the workload's cgroup.
+func (w *Workload) Cgroup() string { return w.group.Path() }
+
+// Signal sends sig to the workload (through its supervisor and init).
 func (w *Workload) Signal(sig os.Signal) error { return w.cmd.Process.Signal(sig) }
 
 // Wait waits for the workload and returns its exit code: the command's own,
-// or 128 plus the signal that killed it, as shells report it.
+// or 128 plus the signal that killed it, as shells report it. Its cgroup is
+// gone and its host ids are free again when Wait returns.
 func (w *Workload) Wait() (int, error) {
+	code, err := w.wait()
+	w.life.Close()
+	return code, err
+}
+
+// abortGrace is how long a failed start waits for the sandbox to end by
+// itself before it ends it.
+const abortGrace = 2 * time.Second
+
+// exited waits up to d for the supervisor to exit, without reaping it.
+func (w *Workload) exited(d time.Duration) bool {
+	pidfd, err := unix.PidfdOpen(w.cmd.Process.Pid, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(pidfd)
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		n, err := unix.Poll(fds, int(time.Until(deadline)/time.Millisecond)+1)
+		if err == nil && n > 0 {
+			return true
+		}
+		if err != nil && err != unix.EINTR {
+			return false
+		}
+	}
+	return false
+}
+
+func (w *Workload) wait() (int, error) {
 	err := w.cmd.Wait()
-	state := w.cmd.ProcessState
-	if state == nil {
-		return -1, err
+	code := -1
+	if st := w.cmd.ProcessState; st != nil {
+		code = st.ExitCode()
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		if code >= 0 {
+			err = nil
+		}
 	}
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
+	// The supervisor removed the cgroup; this is the backstop in case it
+	// was killed before it could.
+	if rmErr := w.group.Remove(cleanupTimeout); rmErr != nil && err == nil {
+		err = fmt.Errorf("remove the workload's cgroup: %w", rmErr)
 	}
-	return state.ExitCode(), nil
+	w.group.Close()
+	if w.lease != nil {
+		w.lease.Release()
+	}
+	return code, err
 }
 
 // forwarded are the signals Run passes on to the workload.
@@ -280,8 +506,12 @@ func Run(cfg Config) (int, error) {
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
 	w, err := Start(cfg)
+	var ee *ExecError
+	if errors.As(err, &ee) {
+		return ee.Code, err
+	}
 	if err != nil {
-		return exitSetup, err
+		return nsexec.ExitSetup, err
 	}
 	done := make(chan struct{})
 	go func() {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/idpool"
 	"github.com/bpfgate/bpfgate/internal/testutil"
 	"github.com/bpfgate/bpfgate/launch"
 	"github.com/bpfgate/bpfgate/token"
@@ -124,10 +125,16 @@ func TestNoTokenFromForeignBPFFS(t *testing.T) {
 func TestIdentityAndCapabilities(t *testing.T) {
 	testutil.RequireRoot(t)
 	res := runJSON(t, launch.Config{Delegation: demoSet(t)}, "identity")
+	// Host ids come from the pool, never the host's own accounts.
+	if f := strings.Fields(res["uid_map"]); len(f) != 3 || f[0] != "0" || f[2] != "65536" {
+		t.Errorf("uid_map %q: want one block of 65536 ids", res["uid_map"])
+	} else if base, _ := strconv.ParseUint(f[1], 10, 32); base < idpool.DefaultStart {
+		t.Errorf("uid_map %q: host ids below the pool's start %d", res["uid_map"], idpool.DefaultStart)
+	}
+	delete(res, "uid_map")
 	expect(t, res, map[string]string{
-		"uid_map": "0 100000 65536",
-		"CapEff":  "0000008000000000", // CAP_BPF only
-		"CapBnd":  "0000008000000000",
+		"CapEff": "0000008000000000", // CAP_BPF only
+		"CapBnd": "0000008000000000",
 	})
 	res = runJSON(t, launch.Config{Delegation: demoSet(t), Caps: []launch.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN},
 		UIDMap: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 200000, Size: 1}}}, "identity")
@@ -277,9 +284,6 @@ func TestHandshakeFaultsLeaveNothing(t *testing.T) {
 // bpfgate did not start: a plain os/exec child in its own namespaces.
 func TestMountIntoForeignProcess(t *testing.T) {
 	testutil.RequireRoot(t)
-	if _, err := exec.LookPath(launch.Nsenter); err != nil {
-		testutil.Skip(t, "no nsenter: "+err.Error())
-	}
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = append(os.Environ(), workloadEnv+"=wait-cilium")
 	stdin, err := cmd.StdinPipe()

@@ -5,21 +5,19 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
+	"runtime"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/launch/nsexec"
 )
 
 // ErrSharedUserNS means the target process shares bpfgate's user namespace:
 // a token needs a user namespace of its own.
 var ErrSharedUserNS = errors.New("the process shares the host's user namespace, so no token can be made there; give it a user namespace of its own")
-
-// Nsenter is the nsenter(1) binary MountInto uses to enter a running
-// process's namespaces: a Go program cannot join a user namespace itself.
-var Nsenter = "nsenter"
 
 // MountInto mounts a delegated bpffs at path inside the user and mount
 // namespaces of process pid. path is resolved inside the process's root.
@@ -39,7 +37,17 @@ func MountInto(pid int, path string, opts bpffs.Options) error {
 
 // MountIntoDir mounts a delegated bpffs on dir, a directory in the mount
 // namespace of process p, with p's user namespace owning the filesystem.
+//
+// The helper that does the namespace side is this binary re-executed (see
+// package launch/nsexec): it makes itself non-dumpable, joins p's user and
+// mount namespaces through p's pidfd, and holds nothing but the handshake
+// socket and dir. The owner of p's user namespace can signal it but can
+// neither ptrace it nor take its fds; a helper that stalls or dies costs a
+// bounded error, and is killed and reaped before MountIntoDir returns.
 func MountIntoDir(p *Process, dir *os.File, opts bpffs.Options) error {
+	if !nsexec.Available {
+		return ErrNoHelper
+	}
 	if os.Geteuid() != 0 {
 		return ErrNotRoot
 	}
@@ -49,54 +57,82 @@ func MountIntoDir(p *Process, dir *os.File, opts bpffs.Options) error {
 		}
 	}
 	pid := p.Pid()
-	same, err := p.sameUserNS()
+	owner, err := p.openProc("ns/user", unix.O_RDONLY)
 	if err != nil {
 		return err
 	}
-	if same {
+	defer owner.Close()
+	if same, err := sameFile(owner, "/proc/self/ns/user"); err != nil {
+		return err
+	} else if same {
 		return fmt.Errorf("pid %d: %w", pid, ErrSharedUserNS)
 	}
-	path := dir.Name()
-	target := dir
 
 	host, child, err := socketPair()
 	if err != nil {
 		return err
 	}
 	defer unix.Close(host)
-
-	// nsenter opens --root before it enters the namespaces, so its chroot
-	// puts the host's /proc back in reach, where /proc/self/fd/5 is this
-	// very executable (even if it was replaced on disk since).
-	self, err := os.Open("/proc/self/exe")
-	if err != nil {
-		return fmt.Errorf("open own executable: %w", err)
+	// The helper dies with this thread (Pdeathsig): keep the thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"bpfgate-enter"},
+		Env:        enterEnv(),
+		ExtraFiles: []*os.File{child, p.pidfd, dir},
+		SysProcAttr: &syscall.SysProcAttr{
+			Pdeathsig: syscall.SIGKILL,
+		},
 	}
-	defer self.Close()
-	cmd := exec.Command(Nsenter, "--target", strconv.Itoa(pid), "--user", "--mount",
-		"--root=/", "--wd=/", "--", "/proc/self/fd/5")
-	cmd.Env = append(os.Environ(), childEnv+"=mount", targetEnv+"="+path)
-	cmd.ExtraFiles = []*os.File{child, target, self}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
 	err = cmd.Start()
 	child.Close()
 	if err != nil {
-		return fmt.Errorf("start %s: %w", Nsenter, err)
+		return fmt.Errorf("start the helper: %w", err)
 	}
-	serveErr := bpffs.ServeDelegation(host, opts)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	serveErr := bpffs.ServeDelegationTo(host, opts, owner)
 	if serveErr != nil {
 		_ = cmd.Process.Kill()
 	}
-	waitErr := cmd.Wait()
-	if serveErr != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return fmt.Errorf("mount into pid %d: %w (nsenter: %s)", pid, serveErr, msg)
+	var waitErr error
+	select {
+	case waitErr = <-done:
+	case <-time.After(bpffs.HandshakeTimeout):
+		_ = cmd.Process.Kill()
+		waitErr = <-done
+		if serveErr == nil {
+			serveErr = fmt.Errorf("the helper did not exit: %w", bpffs.ErrTimeout)
 		}
+	}
+	if serveErr != nil {
 		return fmt.Errorf("mount into pid %d: %w", pid, serveErr)
 	}
 	if waitErr != nil {
 		return fmt.Errorf("mount into pid %d: helper: %w", pid, waitErr)
 	}
-	return nil
+	// The pid named p all along: nothing was done to a reused pid.
+	return p.Alive()
+}
+
+// enterEnv is the helper's environment: only what it needs, since it runs
+// inside somebody else's namespaces.
+func enterEnv() []string {
+	env := []string{nsexec.EnvMode + "=" + nsexec.ModeEnter}
+	if v, ok := os.LookupEnv(nsexec.EnvFault); ok {
+		env = append(env, nsexec.EnvFault+"="+v)
+	}
+	return env
+}
+
+func sameFile(f *os.File, path string) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
+		return false, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if err := unix.Stat(path, &b); err != nil {
+		return false, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }

@@ -82,23 +82,6 @@ func (p *Process) OpenRoot() (*os.File, error) {
 	return p.openProc("root", unix.O_PATH|unix.O_DIRECTORY)
 }
 
-// sameUserNS reports whether the process shares the caller's user namespace.
-func (p *Process) sameUserNS() (bool, error) {
-	ns, err := p.openProc("ns/user", unix.O_RDONLY)
-	if err != nil {
-		return false, err
-	}
-	defer ns.Close()
-	var self, other unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/user", &self); err != nil {
-		return false, fmt.Errorf("own user namespace: %w", err)
-	}
-	if err := unix.Fstat(int(ns.Fd()), &other); err != nil {
-		return false, fmt.Errorf("pid %d: user namespace: %w", p.pid, err)
-	}
-	return self.Ino == other.Ino && self.Dev == other.Dev, nil
-}
-
 // OpenInRoot opens dir, a directory as the process sees it, resolved inside
 // the process's root: neither symlinks nor ".." lead out of it.
 func (p *Process) OpenInRoot(dir string) (*os.File, error) {

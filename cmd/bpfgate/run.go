@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/launch"
 )
 
@@ -86,7 +90,15 @@ by themselves. Exit status, signals and standard streams pass through.`,
 			}
 			cfg.PreserveFDs = preserveFDs
 			cfg.AllowSystemIDs = allowSystemIDs
+			if cfg.Net == launch.NetHost {
+				fmt.Fprintln(os.Stderr, "bpfgate: warning: --net host: "+hostNetReach(names, r.set))
+			}
 			code, err := launch.Run(cfg)
+			var ee *launch.ExecError
+			if errors.As(err, &ee) {
+				fmt.Fprintf(os.Stderr, "bpfgate: run %s: %v\n", args[0], err)
+				return exitError{ee.Code}
+			}
 			if err != nil {
 				return fmt.Errorf("run %s: %w", args[0], err)
 			}
@@ -99,7 +111,7 @@ by themselves. Exit status, signals and standard streams pass through.`,
 	df.register(cmd, true)
 	fl := cmd.Flags()
 	fl.StringVar(&path, "bpffs-path", launch.DefaultPath, "where the delegated bpffs is mounted inside")
-	fl.StringVar(&uidMap, "uid-map", "", "uid map inside:host:count[,...] (default 0:100000:65536)")
+	fl.StringVar(&uidMap, "uid-map", "", "uid map inside:host:count[,...] (default: a block of 65536 host ids of its own from the id pool, see docs/sandbox.md)")
 	fl.StringVar(&gidMap, "gid-map", "", "gid map (default: as --uid-map)")
 	fl.StringSliceVar(&caps, "caps", nil, "capabilities kept inside the user namespace (default: CAP_BPF, plus CAP_NET_ADMIN or CAP_PERFMON where the delegated types need them)")
 	fl.StringVar(&netMode, "net", "none", "network: none (own network namespace with only lo) or host (the host's: the delegation then reaches host interfaces)")
@@ -108,4 +120,16 @@ by themselves. Exit status, signals and standard streams pass through.`,
 	fl.BoolVarP(&quiet, "quiet", "q", false, "do not print delegation warnings")
 	fl.SetInterspersed(false)
 	return cmd
+}
+
+// hostNetReach says what a delegation reaches when the workload shares the
+// host's network namespace.
+func hostNetReach(names *delegate.Names, set delegate.Set) string {
+	caps := launch.CapsFor(names, set)
+	for _, c := range caps {
+		if c == unix.CAP_NET_ADMIN {
+			return "the workload shares the host's network namespace, and its delegation lets it attach XDP and tc programs to every host interface, see all host traffic and send frames out of host interfaces"
+		}
+	}
+	return "the workload shares the host's network namespace: it sees every host interface and can use the host's network"
 }

@@ -1,0 +1,741 @@
+//go:build cgo && linux
+
+/*
+ * The helpers of bpfgate that must run before the Go runtime starts: a Go
+ * program is multi-threaded from its first instruction, and a
+ * multi-threaded process can neither join a user namespace (setns) nor
+ * fork without exec. bpfgate re-executes itself with BPFGATE_ENV_MODE set;
+ * this constructor then takes over and never returns to Go.
+ *
+ * "sandbox" (bpfgate run): a supervisor on the host that clones the
+ * sandbox, then stays outside it to forward signals and to remove the
+ * workload's cgroup whatever happens to bpfgate. Inside, the first process
+ * (pid 1) builds the filesystem view, receives the delegated bpffs, forks
+ * the workload and stays as its init.
+ *
+ * "enter" (MountInto): joins a running process's user and mount namespace
+ * through a pidfd and attaches a delegated bpffs there. It makes itself
+ * non-dumpable first, so that the owner of that user namespace can signal
+ * it but can neither ptrace it nor take its fds.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <grp.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_bpf
+#define SYS_bpf 321
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#define NX_FSOPEN_CLOEXEC 1
+#define NX_MOVE_MOUNT_F_EMPTY_PATH 0x4
+#define NX_MOVE_MOUNT_T_EMPTY_PATH 0x40
+#define NX_OPEN_TREE_CLONE 1
+#define NX_OPEN_TREE_CLOEXEC O_CLOEXEC
+#define NX_AT_RECURSIVE 0x8000
+#define NX_CLOSE_RANGE_CLOEXEC (1U << 2)
+#define NX_BPF_TOKEN_CREATE 36
+
+/* Where the sandbox's new root is built before pivot_root: the host's
+ * directory is cloned first, so covering it hides nothing. */
+#define NX_STAGE "/tmp"
+#define NX_MAX_ENTRIES 256
+#define NX_CLEANUP_MS 5000
+
+static int nx_sock = -1;
+static const char *nx_fault;
+
+static void nx_send(const char *msg) {
+	if (nx_sock >= 0)
+		(void)send(nx_sock, msg, strlen(msg), MSG_NOSIGNAL);
+}
+
+static void nx_report(const char *fmt, ...) {
+	char buf[4096] = BPFGATE_MSG_ERROR;
+	size_t off = strlen(buf);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf + off, sizeof(buf) - off, fmt, ap);
+	va_end(ap);
+	nx_send(buf);
+}
+
+/* nx_die reports an error to the host side and exits. */
+#define nx_die(code, ...)              \
+	do {                           \
+		nx_report(__VA_ARGS__); \
+		_exit(code);           \
+	} while (0)
+
+static void nx_fault_at(const char *step) {
+	if (!nx_fault || strcmp(nx_fault, step) != 0)
+		return;
+	/* A namespace's pid 1 cannot SIGKILL itself: die as if it had. */
+	if (getpid() == 1)
+		_exit(128 + SIGKILL);
+	kill(getpid(), SIGKILL);
+}
+
+static int nx_write_file(const char *path, const char *data) {
+	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	size_t len = strlen(data);
+	ssize_t n = write(fd, data, len);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+static int nx_last_cap(void) {
+	int last = 40;
+	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+	if (f) {
+		if (fscanf(f, "%d", &last) != 1)
+			last = 40;
+		fclose(f);
+	}
+	return last;
+}
+
+/* nx_recv_fd receives one message and at most one fd (-1 if none). */
+static ssize_t nx_recv_fd(int sock, char *buf, size_t len, int *fd) {
+	char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	ssize_t n;
+	*fd = -1;
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return n;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		int nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		int *fds = (int *)CMSG_DATA(cm);
+		for (int i = 0; i < nfds; i++) {
+			if (*fd < 0)
+				*fd = fds[i];
+			else
+				close(fds[i]);
+		}
+	}
+	return n;
+}
+
+static int nx_send_fd(int sock, const char *text, int fd) {
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct iovec iov = {.iov_base = (void *)text, .iov_len = strlen(text)};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/*
+ * nx_delegate is the helper's half of the delegation handshake: create a
+ * bpffs context in the current user namespace, hand it to the host side,
+ * and receive the host's detached, verified mount of it. Returns the mount
+ * fd, or exits after reporting.
+ */
+static int nx_delegate(void) {
+	nx_fault_at("fsopen");
+	int fsfd = syscall(SYS_fsopen, "bpf", NX_FSOPEN_CLOEXEC);
+	if (fsfd < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "fsopen bpf: %s", strerror(errno));
+	nx_fault_at("send");
+	if (nx_send_fd(nx_sock, BPFGATE_MSG_CONTEXT, fsfd) < 0)
+		_exit(BPFGATE_EXIT_SETUP);
+	close(fsfd);
+	char reply[4096];
+	int mfd;
+	ssize_t n = nx_recv_fd(nx_sock, reply, sizeof(reply) - 1, &mfd);
+	if (n != (ssize_t)strlen(BPFGATE_MSG_READY) || memcmp(reply, BPFGATE_MSG_READY, n) != 0 || mfd < 0)
+		_exit(BPFGATE_EXIT_SETUP); /* the host side has the error */
+	return mfd;
+}
+
+/* ---- sandbox: the workload ---- */
+
+static const int nx_forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM, SIGPIPE};
+
+static void nx_forward_set(sigset_t *set) {
+	sigemptyset(set);
+	for (size_t i = 0; i < sizeof(nx_forwarded) / sizeof(nx_forwarded[0]); i++)
+		sigaddset(set, nx_forwarded[i]);
+}
+
+static void nx_exec_workload(char **argv, int nfds, unsigned long long keep) {
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Only 0, 1, 2 and the fds the caller asked to preserve survive the
+	 * exec; the handshake socket is close-on-exec already. */
+	if (syscall(SYS_close_range, 3 + nfds, ~0U, NX_CLOSE_RANGE_CLOEXEC) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "close_range: %s", strerror(errno));
+	int last = nx_last_cap();
+	for (int c = 0; c <= last; c++) {
+		if (c < 64 && (keep >> c) & 1)
+			continue;
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+			nx_die(BPFGATE_EXIT_SETUP, "drop capability %d from the bounding set: %s", c, strerror(errno));
+	}
+	nx_fault_at("exec");
+	const char *cmd = argv[0];
+	char cand[4096];
+	if (!strchr(cmd, '/')) {
+		/* Search PATH as a shell does: directories the workload cannot
+		 * enter do not hide a command found later. */
+		const char *path = getenv("PATH");
+		int found = 0;
+		for (const char *p = path ? path : "/usr/local/bin:/usr/bin:/bin";;) {
+			const char *colon = strchr(p, ':');
+			size_t len = colon ? (size_t)(colon - p) : strlen(p);
+			if (len > 0 && snprintf(cand, sizeof(cand), "%.*s/%s", (int)len, p, cmd) < (int)sizeof(cand) &&
+			    access(cand, F_OK) == 0) {
+				found = 1;
+				cmd = cand;
+				break;
+			}
+			if (!colon)
+				break;
+			p = colon + 1;
+		}
+		if (!found)
+			nx_die(BPFGATE_EXIT_NOTFOUND, "command \"%s\" not found in the workload's PATH", argv[0]);
+	}
+	nx_send(BPFGATE_MSG_EXEC);
+	execv(cmd, argv);
+	int err = errno;
+	nx_report("exec %s: %s%s", cmd, strerror(err),
+		  err == EACCES ? " (the workload runs as an unprivileged host uid: the program and every directory above it must be readable and searchable by others, e.g. install it under /usr/local/bin)" : "");
+	_exit(err == ENOENT || err == ENOTDIR ? BPFGATE_EXIT_NOTFOUND : BPFGATE_EXIT_NOEXEC);
+}
+
+/* nx_graft clones the mount tree at src (with everything below it) and
+ * attaches the copy at name below dirfd, recreating symlinks as symlinks. */
+static int nx_graft(int dirfd, const char *src, const char *name, int treefd) {
+	struct stat st;
+	if (fstatat(AT_FDCWD, src, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	if (S_ISLNK(st.st_mode)) {
+		char link[4096];
+		ssize_t n = readlink(src, link, sizeof(link) - 1);
+		if (n < 0)
+			return -1;
+		link[n] = 0;
+		return symlinkat(link, dirfd, name);
+	}
+	if (treefd < 0)
+		return 0; /* not cloned: sockets, fifos and the like */
+	if (S_ISDIR(st.st_mode)) {
+		if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST)
+			return -1;
+	} else {
+		int fd = openat(dirfd, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd < 0)
+			return -1;
+		close(fd);
+	}
+	return syscall(SYS_move_mount, treefd, "", dirfd, name, NX_MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+struct nx_entry {
+	char name[256];
+	int tree;
+};
+
+/* nx_rebuild gives stage (a fresh tmpfs that covers the host's stage
+ * directory) a copy of every entry of host directory dir but those in skip.
+ * The copies are cloned before the cover goes on. */
+static void nx_rebuild(const char *dir, const char *stage, const char *const *skip) {
+	struct nx_entry *ents = calloc(NX_MAX_ENTRIES, sizeof(*ents));
+	int n = 0;
+	DIR *d = opendir(dir);
+	if (!ents || !d)
+		nx_die(BPFGATE_EXIT_SETUP, "read %s: %s", dir, strerror(errno));
+	struct dirent *de;
+	while ((de = readdir(d)) && n < NX_MAX_ENTRIES) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		int skipped = 0;
+		for (const char *const *s = skip; *s; s++)
+			if (strcmp(*s, de->d_name) == 0)
+				skipped = 1;
+		if (skipped)
+			continue;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name);
+		snprintf(ents[n].name, sizeof(ents[n].name), "%s", de->d_name);
+		ents[n].tree = -1;
+		if (de->d_type == DT_DIR || de->d_type == DT_REG) {
+			ents[n].tree = syscall(SYS_open_tree, AT_FDCWD, path, NX_OPEN_TREE_CLONE | NX_OPEN_TREE_CLOEXEC | NX_AT_RECURSIVE | AT_SYMLINK_NOFOLLOW);
+			if (ents[n].tree < 0)
+				nx_die(BPFGATE_EXIT_SETUP, "clone mount tree %s: %s", path, strerror(errno));
+		}
+		n++;
+	}
+	closedir(d);
+	if (mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "mount tmpfs on %s: %s", stage, strerror(errno));
+	int stagefd = open(stage, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (stagefd < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "open %s: %s", stage, strerror(errno));
+	for (int i = 0; i < n; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, ents[i].name);
+		if (nx_graft(stagefd, path, ents[i].name, ents[i].tree) < 0)
+			nx_die(BPFGATE_EXIT_SETUP, "graft %s: %s", path, strerror(errno));
+		if (ents[i].tree >= 0)
+			close(ents[i].tree);
+	}
+	close(stagefd);
+	free(ents);
+}
+
+static void nx_mkdir(const char *path) {
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		nx_die(BPFGATE_EXIT_SETUP, "mkdir %s: %s", path, strerror(errno));
+}
+
+static void nx_mount(const char *src, const char *target, const char *type, unsigned long flags, const char *data) {
+	if (mount(src, target, type, flags, data) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "mount %s on %s: %s", type, target, strerror(errno));
+}
+
+/*
+ * nx_build_root gives the sandbox its view of the filesystem: the host's
+ * directories, but a /proc of its own PID namespace, a /sys of its own
+ * network namespace (or, sharing the host's network, the host's /sys
+ * without /sys/fs) and at /sys/fs/cgroup only its own cgroup. The host's
+ * cgroup mounts are not in the new tree at all: covering them would not
+ * do, since the workload could unmount the cover.
+ */
+static void nx_build_root(int own_net) {
+	static const char *const skip_root[] = {"proc", "sys", NULL};
+	static const char *const skip_sys[] = {"fs", NULL};
+	char cwd[4096];
+	if (!getcwd(cwd, sizeof(cwd)))
+		strcpy(cwd, "/");
+
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "make mounts private: %s", strerror(errno));
+	nx_rebuild("/", NX_STAGE, skip_root);
+	nx_mkdir(NX_STAGE "/proc");
+	nx_mount("proc", NX_STAGE "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	nx_mkdir(NX_STAGE "/sys");
+	if (own_net) {
+		nx_mount("sysfs", NX_STAGE "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
+	} else {
+		/* A sysfs mount needs a network namespace of one's own. */
+		nx_rebuild("/sys", NX_STAGE "/sys", skip_sys);
+		nx_mkdir(NX_STAGE "/sys/fs");
+		nx_mkdir(NX_STAGE "/sys/fs/cgroup");
+		nx_mkdir(NX_STAGE "/sys/fs/bpf");
+	}
+	nx_mount("cgroup2", NX_STAGE "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+
+	if (chdir(NX_STAGE) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "chdir %s: %s", NX_STAGE, strerror(errno));
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "pivot_root: %s", strerror(errno));
+	if (umount2(".", MNT_DETACH) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "detach the old root: %s", strerror(errno));
+	if (chdir(cwd) < 0 && chdir("/") < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "chdir /: %s", strerror(errno));
+}
+
+static void nx_lo_up(void) {
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "socket: %s", strerror(errno));
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "lo: %s", strerror(errno));
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "bring lo up: %s", strerror(errno));
+	close(s);
+}
+
+/* nx_init is pid 1 of the sandbox. */
+static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char *target, unsigned long long keep) {
+	char b;
+	ssize_t r;
+	do
+		r = read(sync_rd, &b, 1);
+	while (r < 0 && errno == EINTR);
+	if (r != 1)
+		_exit(BPFGATE_EXIT_SETUP); /* the supervisor went away */
+	/* Become root of the new user namespace (the host range's first id). */
+	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "become root of the user namespace: %s", strerror(errno));
+	/* The credential change cleared these: set them again, then make sure
+	 * the supervisor did not die before the death signal was armed. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	struct pollfd pfd = {.fd = sync_rd, .events = POLLIN};
+	if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLIN)))
+		_exit(BPFGATE_EXIT_SETUP);
+	close(sync_rd);
+
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "cgroup namespace: %s", strerror(errno));
+	nx_build_root(own_net);
+	if (own_net)
+		nx_lo_up();
+
+	int mfd = nx_delegate();
+	nx_fault_at("attach");
+	if (syscall(SYS_move_mount, mfd, "", AT_FDCWD, target, NX_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "mount bpffs on %s: %s", target, strerror(errno));
+	close(mfd);
+	nx_fault_at("confirm");
+	nx_send(BPFGATE_MSG_MOUNTED);
+
+	sigset_t fwd, all;
+	nx_forward_set(&fwd);
+	all = fwd;
+	sigaddset(&all, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	pid_t child = fork();
+	if (child < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "fork: %s", strerror(errno));
+	if (child == 0)
+		nx_exec_workload(argv, nfds, keep);
+	close(nx_sock);
+	nx_sock = -1;
+	for (int i = 3; i < 3 + nfds; i++)
+		close(i);
+
+	/* Forward signals to the workload, reap every orphan, and leave with
+	 * the workload's status: 128+N for signal N, as shells report it. */
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&all, &si);
+		if (sig < 0)
+			continue;
+		if (sig != SIGCHLD) {
+			kill(child, sig);
+			continue;
+		}
+		for (;;) {
+			int status;
+			pid_t p = waitpid(-1, &status, WNOHANG);
+			if (p <= 0)
+				break;
+			if (p != child)
+				continue;
+			if (WIFSIGNALED(status))
+				_exit(128 + WTERMSIG(status));
+			_exit(WEXITSTATUS(status));
+		}
+	}
+}
+
+/* ---- sandbox: the supervisor ---- */
+
+static long long nx_now_ms(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* nx_cgroup_empty reads cgroup.events: 1 when no process is left. */
+static int nx_cgroup_empty(int cgfd, int *eventsfd) {
+	if (*eventsfd < 0)
+		*eventsfd = openat(cgfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+	if (*eventsfd < 0)
+		return errno == ENOENT ? 1 : 0;
+	char buf[256];
+	ssize_t n = pread(*eventsfd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	return strstr(buf, "populated 0") != NULL;
+}
+
+/* nx_cgroup_remove kills what is left in the workload's cgroup and
+ * removes it. */
+static int nx_cgroup_remove(int cgfd, int parentfd, const char *name) {
+	int fd = openat(cgfd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)write(fd, "1", 1);
+		close(fd);
+	}
+	int eventsfd = -1;
+	long long deadline = nx_now_ms() + NX_CLEANUP_MS;
+	while (!nx_cgroup_empty(cgfd, &eventsfd)) {
+		long long left = deadline - nx_now_ms();
+		if (left <= 0)
+			break;
+		struct pollfd pfd = {.fd = eventsfd, .events = POLLPRI};
+		poll(&pfd, 1, left < 50 ? (int)left : 50);
+	}
+	if (eventsfd >= 0)
+		close(eventsfd);
+	long long until = nx_now_ms() + NX_CLEANUP_MS;
+	for (;;) {
+		if (unlinkat(parentfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+			return 0;
+		if (errno != EBUSY || nx_now_ms() > until)
+			return -1;
+		usleep(1000);
+	}
+}
+
+static void nx_supervise(char **argv) {
+	const char *nfds_s = getenv(BPFGATE_ENV_NFDS);
+	const char *uidmap = getenv(BPFGATE_ENV_UIDMAP);
+	const char *gidmap = getenv(BPFGATE_ENV_GIDMAP);
+	const char *net = getenv(BPFGATE_ENV_NET);
+	const char *target = getenv(BPFGATE_ENV_TARGET);
+	const char *caps = getenv(BPFGATE_ENV_CAPS);
+	const char *cgname = getenv(BPFGATE_ENV_CGNAME);
+	int nfds = nfds_s ? atoi(nfds_s) : -1;
+	if (nfds < 0 || nfds > 1000) {
+		fprintf(stderr, "bpfgate: bad %s\n", BPFGATE_ENV_NFDS);
+		_exit(BPFGATE_EXIT_SETUP);
+	}
+	int base = 3 + nfds;
+	nx_sock = base + BPFGATE_SANDBOX_SOCK;
+	int lifefd = base + BPFGATE_SANDBOX_LIFE;
+	int cgfd = base + BPFGATE_SANDBOX_CGROUP;
+	int cgparent = base + BPFGATE_SANDBOX_CGPARENT;
+	for (int i = base; i < base + BPFGATE_SANDBOX_NCTL; i++)
+		fcntl(i, F_SETFD, FD_CLOEXEC);
+	if (!uidmap || !gidmap || !net || !target || !caps || !cgname || !argv[1])
+		nx_die(BPFGATE_EXIT_SETUP, "bad sandbox environment");
+	char *end;
+	unsigned long long keep = strtoull(caps, &end, 16);
+	if (*end)
+		nx_die(BPFGATE_EXIT_SETUP, "bad capability mask \"%s\"", caps);
+	int own_net = strcmp(net, "host") != 0;
+
+	/* Nothing of this must reach the workload. */
+	char map_u[4096], map_g[4096], tgt[4096], name[256];
+	snprintf(map_u, sizeof(map_u), "%s", uidmap);
+	snprintf(map_g, sizeof(map_g), "%s", gidmap);
+	snprintf(tgt, sizeof(tgt), "%s", target);
+	snprintf(name, sizeof(name), "%s", cgname);
+	const char *vars[] = {BPFGATE_ENV_MODE, BPFGATE_ENV_NFDS, BPFGATE_ENV_UIDMAP, BPFGATE_ENV_GIDMAP, BPFGATE_ENV_NET,
+			      BPFGATE_ENV_TARGET, BPFGATE_ENV_CAPS, BPFGATE_ENV_CGNAME, BPFGATE_ENV_FAULT};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* Host root's supplementary groups would follow the workload into its
+	 * user namespace, where setgroups is denied: drop them now. */
+	if (setgroups(0, NULL) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "drop supplementary groups: %s", strerror(errno));
+	sigset_t fwd;
+	nx_forward_set(&fwd);
+	sigprocmask(SIG_BLOCK, &fwd, NULL);
+	int sigfd = signalfd(-1, &fwd, SFD_CLOEXEC);
+	int sync[2];
+	if (sigfd < 0 || pipe2(sync, O_CLOEXEC) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "supervisor setup: %s", strerror(errno));
+
+	uint64_t flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_PIDFD | CLONE_INTO_CGROUP;
+	if (own_net)
+		flags |= CLONE_NEWNET;
+	int pidfd = -1;
+	struct clone_args ca;
+	memset(&ca, 0, sizeof(ca));
+	ca.flags = flags;
+	ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+	ca.exit_signal = SIGCHLD;
+	ca.cgroup = (uint64_t)cgfd;
+	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "clone the sandbox: %s", strerror(errno));
+	if (pid == 0) {
+		close(sync[1]);
+		close(sigfd);
+		close(lifefd);
+		close(cgfd);
+		close(cgparent);
+		close(base + BPFGATE_SANDBOX_LEASE);
+		sigprocmask(SIG_UNBLOCK, &fwd, NULL);
+		nx_init(argv + 1, nfds, sync[0], own_net, tgt, keep);
+		_exit(BPFGATE_EXIT_SETUP);
+	}
+	close(sync[0]);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/setgroups", pid);
+	int err = nx_write_file(path, "deny");
+	snprintf(path, sizeof(path), "/proc/%ld/uid_map", pid);
+	if (!err && (err = nx_write_file(path, map_u)) < 0)
+		nx_report("write uid map \"%s\": %s", map_u, strerror(errno));
+	snprintf(path, sizeof(path), "/proc/%ld/gid_map", pid);
+	if (!err && (err = nx_write_file(path, map_g)) < 0)
+		nx_report("write gid map \"%s\": %s", map_g, strerror(errno));
+	if (err)
+		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	else
+		(void)write(sync[1], "1", 1);
+	/* The sandbox holds the handshake socket now; the host side sees EOF
+	 * when the workload executes (or when everything died). */
+	close(nx_sock);
+	nx_sock = -1;
+	for (int i = 3; i < base; i++)
+		close(i);
+
+	int code = BPFGATE_EXIT_SETUP;
+	for (;;) {
+		struct pollfd pfds[3] = {{.fd = pidfd, .events = POLLIN}, {.fd = lifefd, .events = POLLIN}, {.fd = sigfd, .events = POLLIN}};
+		if (poll(pfds, lifefd >= 0 ? 3 : 1, -1) < 0)
+			continue;
+		if (pfds[0].revents) {
+			siginfo_t si;
+			memset(&si, 0, sizeof(si));
+			if (waitid(P_PIDFD, pidfd, &si, WEXITED) < 0)
+				continue;
+			code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+			break;
+		}
+		if (lifefd >= 0 && pfds[1].revents) {
+			/* bpfgate is gone: the sandbox goes with it. */
+			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+			close(lifefd);
+			lifefd = -1;
+		}
+		if (pfds[2].revents) {
+			struct signalfd_siginfo si;
+			if (read(sigfd, &si, sizeof(si)) == sizeof(si))
+				syscall(SYS_pidfd_send_signal, pidfd, si.ssi_signo, NULL, 0);
+		}
+	}
+	if (nx_cgroup_remove(cgfd, cgparent, name) < 0)
+		fprintf(stderr, "bpfgate: remove the workload's cgroup %s: %s\n", name, strerror(errno));
+	_exit(code);
+}
+
+/* ---- enter: MountInto's helper ---- */
+
+static void nx_enter(void) {
+	/* First: the owner of the target user namespace may signal this
+	 * process once it joins, but must not ptrace it or take its fds. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	nx_sock = BPFGATE_ENTER_SOCK;
+	int pidfd = BPFGATE_ENTER_PIDFD;
+	int dirfd = BPFGATE_ENTER_DIR;
+	pid_t parent = getppid();
+	/* Hold nothing but what the mount takes. */
+	if (syscall(SYS_close_range, BPFGATE_ENTER_DIR + 1, ~0U, 0) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "close_range: %s", strerror(errno));
+	for (int fd = BPFGATE_ENTER_SOCK; fd <= BPFGATE_ENTER_DIR; fd++)
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+	nx_fault = getenv(BPFGATE_ENV_FAULT);
+
+	if (setgroups(0, NULL) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "drop supplementary groups: %s", strerror(errno));
+	if (setns(pidfd, CLONE_NEWUSER | CLONE_NEWNS) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "join the process's user and mount namespaces: %s", strerror(errno));
+	close(pidfd);
+	/* Root of that namespace, when it has one, owns the new filesystem by
+	 * default; otherwise the profile's uid and gid say who does. */
+	if (setresgid(0, 0, 0) == 0)
+		(void)setresuid(0, 0, 0);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() != parent)
+		_exit(BPFGATE_EXIT_SETUP);
+
+	int mfd = nx_delegate();
+	/* The host checked the filesystem type and that no host namespace owns
+	 * it; this namespace must own it exactly, or no token can be made. */
+	int rootfd = openat(mfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "open the new bpffs: %s", strerror(errno));
+	union {
+		struct {
+			uint32_t flags, fd;
+		} t;
+		char pad[128];
+	} attr;
+	memset(&attr, 0, sizeof(attr));
+	attr.t.fd = rootfd;
+	long tok = syscall(SYS_bpf, NX_BPF_TOKEN_CREATE, &attr, sizeof(attr.t));
+	if (tok < 0 && errno == EPERM)
+		nx_die(BPFGATE_EXIT_SETUP, "the new bpffs is not owned by the process's user namespace");
+	if (tok >= 0)
+		close(tok);
+	close(rootfd);
+	nx_fault_at("attach");
+	if (syscall(SYS_move_mount, mfd, "", dirfd, "", NX_MOVE_MOUNT_F_EMPTY_PATH | NX_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "mount bpffs: %s", strerror(errno));
+	nx_fault_at("confirm");
+	nx_send(BPFGATE_MSG_MOUNTED);
+	_exit(0);
+}
+
+__attribute__((constructor)) static void bpfgate_nsexec(int argc, char **argv, char **envp) {
+	(void)argc;
+	(void)envp;
+	const char *mode = getenv(BPFGATE_ENV_MODE);
+	if (!mode)
+		return;
+	nx_fault = getenv(BPFGATE_ENV_FAULT);
+	if (strcmp(mode, BPFGATE_MODE_SANDBOX) == 0)
+		nx_supervise(argv);
+	if (strcmp(mode, BPFGATE_MODE_ENTER) == 0)
+		nx_enter();
+	/* Unknown modes fall through to Go, whose launch.Init reports them. */
+}

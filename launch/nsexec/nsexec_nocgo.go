@@ -1,0 +1,6 @@
+//go:build !cgo || !linux
+
+package nsexec
+
+// Available reports whether the C helpers are linked in.
+const Available = false

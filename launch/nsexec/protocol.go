@@ -1,0 +1,40 @@
+package nsexec
+
+// The protocol between the privileged Go side and the C helpers, as in
+// protocol.h (TestProtocolMatchesHeader keeps the two in step).
+const (
+	EnvMode   = "_BPFGATE_CHILD"
+	EnvNFDs   = "_BPFGATE_NFDS"
+	EnvUIDMap = "_BPFGATE_UIDMAP"
+	EnvGIDMap = "_BPFGATE_GIDMAP"
+	EnvNet    = "_BPFGATE_NET"
+	EnvTarget = "_BPFGATE_TARGET"
+	EnvCaps   = "_BPFGATE_CAPS"
+	EnvCgName = "_BPFGATE_CGNAME"
+	EnvFault  = "BPFGATE_FAULT"
+
+	ModeSandbox = "sandbox"
+	ModeEnter   = "enter"
+
+	MsgContext = "context"
+	MsgReady   = "ready"
+	MsgMounted = "mounted"
+	MsgExec    = "exec"
+	MsgError   = "error: "
+
+	// Sandbox control fds, counted from 3 plus the preserved fds.
+	SandboxSock     = 0
+	SandboxLife     = 1
+	SandboxCgroup   = 2
+	SandboxCgParent = 3
+	SandboxLease    = 4
+	SandboxNCtl     = 5
+
+	EnterSock  = 3
+	EnterPidFD = 4
+	EnterDir   = 5
+
+	ExitSetup    = 125
+	ExitNoExec   = 126
+	ExitNotFound = 127
+)
