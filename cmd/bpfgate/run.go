@@ -100,7 +100,9 @@ by themselves. Exit status, signals and standard streams pass through.`,
 				return exitError{ee.Code}
 			}
 			if err != nil {
-				return fmt.Errorf("run %s: %w", args[0], err)
+				// Setup failures exit 125, as podman's and runc's do.
+				fmt.Fprintf(os.Stderr, "bpfgate: run %s: %v\n", args[0], err)
+				return exitError{code}
 			}
 			if code != 0 {
 				return exitError{code}

@@ -357,6 +357,38 @@ static void nx_mount(const char *src, const char *target, const char *type, unsi
 		nx_die(BPFGATE_EXIT_SETUP, "mount %s on %s: %s", type, target, strerror(errno));
 }
 
+/* nx_check_cgroup_mounts fails closed if the new root still shows a cgroup2
+ * mount besides the sandbox's own: a host that mounts one outside /sys
+ * would otherwise hand the workload a way to attach to host cgroups. */
+static void nx_check_cgroup_mounts(void) {
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		nx_die(BPFGATE_EXIT_SETUP, "read mountinfo: %s", strerror(errno));
+	char line[8192];
+	while (fgets(line, sizeof(line), f)) {
+		char *sep = strstr(line, " - ");
+		if (!sep || strncmp(sep + 3, "cgroup2 ", 8) != 0)
+			continue;
+		/* field 5 is the mount point */
+		char *p = line;
+		for (int i = 0; i < 4 && p; i++) {
+			p = strchr(p, ' ');
+			if (p)
+				p++;
+		}
+		if (!p)
+			continue;
+		char *end = strchr(p, ' ');
+		if (end)
+			*end = 0;
+		if (strcmp(p, "/sys/fs/cgroup") != 0) {
+			fclose(f);
+			nx_die(BPFGATE_EXIT_SETUP, "the host mounts a cgroup2 hierarchy at %s, which the sandbox would show the workload: unmount it or move it below /sys", p);
+		}
+	}
+	fclose(f);
+}
+
 /*
  * nx_build_root gives the sandbox its view of the filesystem: the host's
  * directories, but a /proc of its own PID namespace, a /sys of its own
@@ -397,6 +429,7 @@ static void nx_build_root(int own_net) {
 		nx_die(BPFGATE_EXIT_SETUP, "detach the old root: %s", strerror(errno));
 	if (chdir(cwd) < 0 && chdir("/") < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "chdir /: %s", strerror(errno));
+	nx_check_cgroup_mounts();
 }
 
 static void nx_lo_up(void) {
