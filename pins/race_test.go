@@ -221,3 +221,72 @@ func TestSymlinkedPathRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestDirConfines: paths given to a Dir stay below it, on its mount, and
+// never through a symlink.
+func TestDirConfines(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testutil.MountBPFFS(t)
+	if err := os.MkdirAll(root+"/top/sub", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("sub", root+"/top/alias"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(root+"/top/mnt", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", root+"/top/mnt", "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(root+"/top/mnt", unix.MNT_DETACH)
+	d, err := pins.OpenDir(root+"/top", pins.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, tc := range []struct {
+		name string
+		want error
+	}{
+		{"../top", pins.ErrEscape},
+		{"sub/../../x", pins.ErrEscape},
+		{"alias/x", pins.ErrSymlink},
+		{"mnt/x", pins.ErrEscape},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := d.MkdirAll(tc.name); !errors.Is(err, tc.want) {
+				t.Errorf("MkdirAll: got %v, want %v", err, tc.want)
+			}
+			if _, err := d.Lstat(tc.name); !errors.Is(err, tc.want) {
+				t.Errorf("Lstat: got %v, want %v", err, tc.want)
+			}
+			if err := d.Unpin(tc.name, pins.UnpinOptions{Recursive: true}); !errors.Is(err, tc.want) {
+				t.Errorf("Unpin: got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if _, err := d.Lstat("missing/x"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Lstat of a missing path: got %v, want %v", err, os.ErrNotExist)
+	}
+	if _, err := d.Lstat("/etc"); err == nil {
+		t.Error("an absolute path was taken")
+	}
+	if err := d.Unpin(".", pins.UnpinOptions{Recursive: true}); err == nil {
+		t.Error("Unpin(\".\") removed the directory the Dir holds")
+	}
+	if _, err := os.Stat(root + "/top/sub"); err != nil {
+		t.Fatal(err)
+	}
+	// ls reports the mount point and does not walk into it.
+	var got []string
+	if err := d.List(".", pins.Options{}, func(e *pins.Entry) error {
+		got = append(got, e.Path+" "+string(e.Kind)+" "+e.Error)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !strings.Contains(got[1], "top/mnt dir another filesystem") {
+		t.Errorf("List: %q, want the symlink and the mount point", got)
+	}
+}
