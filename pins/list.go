@@ -4,15 +4,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/pin"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
@@ -116,6 +113,12 @@ func Roots() ([]string, error) {
 // List walks each root (a bpffs directory or a single pin) in name order
 // and calls fn for every entry. An object that cannot be read is reported
 // with Error set; the walk goes on. fn's error stops the walk.
+//
+// Each root's mount is opened once from "/", without following symlinks,
+// and checked against the mount table; the walk then goes from directory
+// fd to directory fd, never by path, and never into another mount: a
+// directory renamed or swapped for a symlink during the walk cannot lead
+// it anywhere else. A symlink is reported, never followed.
 func List(roots []string, opts Options, fn func(*Entry) error) error {
 	names := opts.Names
 	if names == nil {
@@ -124,30 +127,54 @@ func List(roots []string, opts Options, fn func(*Entry) error) error {
 			return err
 		}
 	}
-	// Check every root before the first entry, so a typo in the last one
+	// Open every root before the first entry, so a typo in the last one
 	// does not come after half a listing.
-	infos := make([]fs.FileInfo, len(roots))
-	for i, root := range roots {
-		var st unix.Statfs_t
-		if err := unix.Statfs(root, &st); err != nil {
-			return fmt.Errorf("%s: %w", root, err)
+	fds := make([]int, 0, len(roots))
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
 		}
-		if st.Type != unix.BPF_FS_MAGIC {
-			return fmt.Errorf("%s: %w", root, ErrNotBPFFS)
-		}
-		fi, err := os.Lstat(root)
+	}()
+	for _, root := range roots {
+		d, l, err := openRoot(root)
 		if err != nil {
 			return err
 		}
-		infos[i] = fi
+		fd, err := d.openEntry(l.Rel)
+		d.Close()
+		if err != nil {
+			return err
+		}
+		fds = append(fds, fd)
 	}
 	w := walker{names: names, dirs: opts.Dirs, fn: fn}
 	for i, root := range roots {
-		if err := w.root(root, infos[i]); err != nil {
+		if err := w.node(fds[i], filepath.Clean(root)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// List walks name below d as the function List does.
+func (d *Dir) List(name string, opts Options, fn func(*Entry) error) error {
+	rel, err := d.rel(name)
+	if err != nil {
+		return err
+	}
+	names := opts.Names
+	if names == nil {
+		if names, err = delegate.KernelNames(); err != nil {
+			return err
+		}
+	}
+	fd, err := d.openEntry(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	w := walker{names: names, dirs: opts.Dirs, fn: fn}
+	return w.node(fd, d.show(rel))
 }
 
 type walker struct {
@@ -158,30 +185,56 @@ type walker struct {
 	progLinks map[uint32][]uint32
 }
 
-func (w *walker) root(root string, fi fs.FileInfo) error {
-	root = filepath.Clean(root)
-	if !fi.IsDir() {
-		return w.entry(root, fi.Mode().Type())
+// node reports the entry that fd (O_PATH, not following symlinks) holds,
+// and walks it if it is a directory.
+func (w *walker) node(fd int, path string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
 	}
-	return w.dir(root)
+	e := &Entry{Path: path}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return w.dir(fd, path)
+	case unix.S_IFLNK:
+		e.Kind = KindSymlink
+		if t, err := readlinkFD(fd); err != nil {
+			e.Error = err.Error()
+		} else {
+			e.Target = t
+		}
+		return w.fn(e)
+	}
+	if err := w.describe(e, fd); err != nil {
+		e.Error = err.Error()
+	}
+	return w.fn(e)
 }
 
-func (w *walker) dir(dir string) error {
+func (w *walker) dir(fd int, dir string) error {
 	if w.dirs {
 		if err := w.fn(&Entry{Path: dir, Kind: KindDir}); err != nil {
 			return err
 		}
 	}
-	ents, err := os.ReadDir(dir)
+	names, err := readNames(fd)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", dir, err)
 	}
-	for _, e := range ents {
-		path := filepath.Join(dir, e.Name())
-		if e.IsDir() {
-			err = w.dir(path)
-		} else {
-			err = w.entry(path, e.Type())
+	for _, name := range names {
+		path := filepath.Join(dir, name)
+		cfd, err := unix.Openat2(fd, name, &unix.OpenHow{
+			Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveFlags})
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			continue // removed since the directory was read
+		case errors.Is(err, unix.EXDEV):
+			err = w.fn(&Entry{Path: path, Kind: KindDir, Error: "another filesystem is mounted here; list it by its own path"})
+		case err != nil:
+			err = w.fn(&Entry{Path: path, Error: err.Error()})
+		default:
+			err = w.node(cfd, path)
+			unix.Close(cfd)
 		}
 		if err != nil {
 			return err
@@ -190,33 +243,17 @@ func (w *walker) dir(dir string) error {
 	return nil
 }
 
-func (w *walker) entry(path string, mode fs.FileMode) error {
-	e := &Entry{Path: path}
-	if mode&fs.ModeSymlink != 0 {
-		e.Kind = KindSymlink
-		if t, err := os.Readlink(path); err != nil {
-			e.Error = err.Error()
-		} else {
-			e.Target = t
-		}
-		return w.fn(e)
-	}
-	if err := w.describe(e); err != nil {
-		e.Error = err.Error()
-	}
-	return w.fn(e)
-}
-
-// describe opens the pin and fills e from the kernel's info.
-func (w *walker) describe(e *Entry) error {
+// describe gets the object pinned at the inode fd holds and fills e from
+// the kernel's info.
+func (w *walker) describe(e *Entry, fd int) error {
 	// Read-only opens work for pins the caller may only read; links take no
 	// such flag, so they are opened again without it.
-	obj, err := pin.Load(e.Path, &ebpf.LoadPinOptions{ReadOnly: true})
+	obj, err := loadFD(fd, &ebpf.LoadPinOptions{ReadOnly: true})
 	if errors.Is(err, unix.EINVAL) {
-		obj, err = pin.Load(e.Path, nil)
+		obj, err = loadFD(fd, nil)
 	}
 	if err != nil {
-		return unwrapPathError(err)
+		return err
 	}
 	defer obj.Close()
 	switch o := obj.(type) {

@@ -43,23 +43,38 @@ type PinOptions struct {
 
 // Pin pins the object behind fd (a map, program or link) at path.
 func Pin(fd int, path string, opts PinOptions) error {
-	l, err := Locate(path)
+	d, l, err := openRoot(path)
 	if err != nil {
 		return err
 	}
-	if l.Rel == "." {
-		return fmt.Errorf("%s: %w", l.Path, ErrMountRoot)
+	defer d.Close()
+	return d.Pin(fd, l.Rel, opts)
+}
+
+// Pin pins the object behind fd (a map, program or link) at name.
+func (d *Dir) Pin(fd int, name string, opts PinOptions) error {
+	rel, err := d.rel(name)
+	if err != nil {
+		return err
 	}
-	dirfd, err := l.openParent(opts.Parents)
+	if err := d.notSelf(rel); err != nil {
+		return err
+	}
+	var dirfd int
+	if opts.Parents {
+		dirfd, err = d.mkdirAll(filepath.Dir(rel))
+	} else {
+		dirfd, err = d.openDir(filepath.Dir(rel))
+	}
 	if err != nil {
 		return err
 	}
 	defer unix.Close(dirfd)
-	if err := sys.ObjPinAt(dirfd, l.Base(), fd); err != nil {
+	if err := sys.ObjPinAt(dirfd, filepath.Base(rel), fd); err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("pin %s: %w; unpin it first or choose another name", l.Path, os.ErrExist)
+			return fmt.Errorf("pin %s: %w; unpin it first or choose another name", d.show(rel), os.ErrExist)
 		}
-		return fmt.Errorf("pin %s: %w", l.Path, err)
+		return fmt.Errorf("pin %s: %w", d.show(rel), err)
 	}
 	return nil
 }
@@ -111,29 +126,25 @@ func kindWord(k Kind) string {
 	return string(k)
 }
 
-// openParent opens the directory that holds l, creating it (and its
-// parents) when create is set.
-func (l Location) openParent(create bool) (int, error) {
-	if !create {
-		return l.openDir(l.Dir())
+// mkdirAll opens the directory rel, creating it and its parents, one
+// element at a time from d's fd.
+func (d *Dir) mkdirAll(rel string) (int, error) {
+	fd, err := d.openDir(".")
+	if err != nil || rel == "." {
+		return fd, err
 	}
-	fd, err := l.openDir(".")
-	if err != nil {
-		return -1, err
-	}
-	if l.Dir() == "." {
-		return fd, nil
-	}
-	for _, elem := range strings.Split(l.Dir(), "/") {
+	done := ""
+	for _, elem := range strings.Split(rel, "/") {
+		done = filepath.Join(done, elem)
 		if err := unix.Mkdirat(fd, elem, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 			unix.Close(fd)
-			return -1, fmt.Errorf("mkdir %s: %w", elem, err)
+			return -1, fmt.Errorf("mkdir %s: %w", d.show(done), err)
 		}
 		next, err := unix.Openat2(fd, elem, &unix.OpenHow{
 			Flags: unix.O_DIRECTORY | unix.O_RDONLY | unix.O_CLOEXEC, Resolve: resolveFlags})
 		unix.Close(fd)
 		if err != nil {
-			return -1, l.lookupError(l.Dir(), err)
+			return -1, d.lookupError(done, err)
 		}
 		fd = next
 	}
@@ -142,11 +153,20 @@ func (l Location) openParent(create bool) (int, error) {
 
 // MkdirAll creates the directory path and its parents on a bpffs.
 func MkdirAll(path string) error {
-	l, err := Locate(filepath.Join(path, "x"))
+	d, err := OpenDir(path, OpenOptions{Create: true})
 	if err != nil {
 		return err
 	}
-	fd, err := l.openParent(true)
+	return d.Close()
+}
+
+// MkdirAll creates the directory name and its parents.
+func (d *Dir) MkdirAll(name string) error {
+	rel, err := d.rel(name)
+	if err != nil {
+		return err
+	}
+	fd, err := d.mkdirAll(rel)
 	if err != nil {
 		return err
 	}
@@ -167,33 +187,47 @@ type UnpinOptions struct {
 // emptied. If the removal still fails half way, what is left is moved back
 // to path and a *PartialError says what remains.
 func Unpin(path string, opts UnpinOptions) error {
-	l, err := Locate(path)
+	d, l, err := openRoot(path)
 	if err != nil {
 		return err
 	}
+	defer d.Close()
 	if l.Rel == "." {
 		return fmt.Errorf("%s: %w; unmount it instead", l.Path, ErrMountRoot)
 	}
-	dirfd, err := l.openDir(l.Dir())
+	return d.Unpin(l.Rel, opts)
+}
+
+// Unpin removes the pin, symlink or (with Recursive) tree at name, as the
+// function Unpin does.
+func (d *Dir) Unpin(name string, opts UnpinOptions) error {
+	rel, err := d.rel(name)
+	if err != nil {
+		return err
+	}
+	if err := d.notSelf(rel); err != nil {
+		return err
+	}
+	dirfd, err := d.openDir(filepath.Dir(rel))
 	if err != nil {
 		return err
 	}
 	defer unix.Close(dirfd)
-	base := l.Base()
+	base, shown := filepath.Base(rel), d.show(rel)
 	st, err := lstatAt(dirfd, base)
 	if err != nil {
-		return l.lookupError(l.Rel, err)
+		return d.lookupError(rel, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		if err := unix.Unlinkat(dirfd, base, 0); err != nil {
-			return fmt.Errorf("unpin %s: %w", l.Path, err)
+			return fmt.Errorf("unpin %s: %w", shown, err)
 		}
 		return nil
 	}
 	if !opts.Recursive {
-		return fmt.Errorf("%s: %w; use -r to remove it and everything below it", l.Path, ErrIsDir)
+		return fmt.Errorf("%s: %w; use -r to remove it and everything below it", shown, ErrIsDir)
 	}
-	return removeTree(dirfd, base, l.Path)
+	return removeTree(dirfd, base, shown)
 }
 
 // removeTree removes the directory name in dirfd; shown is its path for
@@ -281,21 +315,16 @@ func removeContents(dirfd int, name string) (int, error) {
 	return removed, nil
 }
 
-// readDir opens name in dirfd without following symlinks and lists it. The
-// returned fd stays open for *at calls on the entries.
+// readDir opens name in dirfd without following symlinks or crossing into
+// another mount, and lists it. The returned fd stays open for *at calls on
+// the entries.
 func readDir(dirfd int, name string) ([]string, int, error) {
-	fd, err := unix.Openat(dirfd, name, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat2(dirfd, name, &unix.OpenHow{
+		Flags: unix.O_DIRECTORY | unix.O_RDONLY | unix.O_CLOEXEC, Resolve: resolveFlags})
 	if err != nil {
 		return nil, -1, err
 	}
-	dup, err := unix.Dup(fd)
-	if err != nil {
-		unix.Close(fd)
-		return nil, -1, err
-	}
-	f := os.NewFile(uintptr(dup), name)
-	names, err := f.Readdirnames(-1)
-	f.Close()
+	names, err := readNames(fd)
 	if err != nil {
 		unix.Close(fd)
 		return nil, -1, err
@@ -328,18 +357,44 @@ func Rename(src, dst string, opts RenameOptions) error {
 	if err != nil {
 		return err
 	}
-	if from.Mount != to.Mount {
+	if from.MountID != to.MountID {
 		return fmt.Errorf("%s and %s: %w (%s, %s); pin the object again instead", from.Path, to.Path, ErrCrossMount, from.Mount, to.Mount)
 	}
 	if from.Rel == "." || to.Rel == "." {
 		return fmt.Errorf("rename %s to %s: %w", from.Path, to.Path, ErrMountRoot)
 	}
-	sfd, err := from.openDir(from.Dir())
+	fd, err := openMount(from)
+	if err != nil {
+		return err
+	}
+	d := &Dir{path: from.Mount, fd: fd, root: true}
+	defer d.Close()
+	return d.Rename(from.Rel, to.Rel, opts)
+}
+
+// Rename moves src to dst, both relative to d, as the function Rename does.
+func (d *Dir) Rename(src, dst string, opts RenameOptions) error {
+	srel, err := d.rel(src)
+	if err != nil {
+		return err
+	}
+	drel, err := d.rel(dst)
+	if err != nil {
+		return err
+	}
+	if err := d.notSelf(srel); err != nil {
+		return err
+	}
+	if err := d.notSelf(drel); err != nil {
+		return err
+	}
+	from, to := d.show(srel), d.show(drel)
+	sfd, err := d.openDir(filepath.Dir(srel))
 	if err != nil {
 		return err
 	}
 	defer unix.Close(sfd)
-	dfd, err := to.openDir(to.Dir())
+	dfd, err := d.openDir(filepath.Dir(drel))
 	if err != nil {
 		return err
 	}
@@ -351,18 +406,18 @@ func Rename(src, dst string, opts RenameOptions) error {
 	case opts.Replace:
 		flags = 0
 	}
-	err = unix.Renameat2(sfd, from.Base(), dfd, to.Base(), flags)
+	err = unix.Renameat2(sfd, filepath.Base(srel), dfd, filepath.Base(drel), flags)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, unix.EEXIST):
-		return fmt.Errorf("rename %s: %s %w; use --force to replace it", from.Path, to.Path, os.ErrExist)
+		return fmt.Errorf("rename %s: %s %w; use --force to replace it", from, to, os.ErrExist)
 	case errors.Is(err, unix.ENOENT):
-		return fmt.Errorf("rename %s to %s: %w", from.Path, to.Path, os.ErrNotExist)
+		return fmt.Errorf("rename %s to %s: %w", from, to, os.ErrNotExist)
 	case errors.Is(err, unix.ENOTEMPTY):
-		return fmt.Errorf("rename %s: %s is a directory that is not empty", from.Path, to.Path)
+		return fmt.Errorf("rename %s: %s is a directory that is not empty", from, to)
 	case errors.Is(err, unix.EXDEV):
-		return fmt.Errorf("rename %s to %s: %w", from.Path, to.Path, ErrCrossMount)
+		return fmt.Errorf("rename %s to %s: %w", from, to, ErrCrossMount)
 	}
-	return fmt.Errorf("rename %s to %s: %w", from.Path, to.Path, err)
+	return fmt.Errorf("rename %s to %s: %w", from, to, err)
 }

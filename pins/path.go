@@ -3,12 +3,15 @@ package pins
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/bpffs"
 )
 
 // Errors a caller can test with errors.Is.
@@ -25,6 +28,10 @@ var (
 	ErrMountRoot = errors.New("path is the root of a BPF filesystem")
 	// ErrIsDir means a directory was given where a pin was expected.
 	ErrIsDir = errors.New("is a directory")
+	// ErrMountChanged means the mount at a path changed between reading the
+	// mount table and opening it: a directory above it was renamed or
+	// swapped, or a mount came or went.
+	ErrMountChanged = errors.New("the mount changed while it was opened")
 )
 
 // Location is a checked path inside one bpffs mount.
@@ -35,6 +42,9 @@ type Location struct {
 	Mount string
 	// Rel is Path relative to Mount: "." for the mount's root.
 	Rel string
+	// MountID is the mount's id in /proc/self/mountinfo, which statx
+	// reports as STATX_MNT_ID.
+	MountID int
 }
 
 // Dir is the directory that holds the location, relative to Mount.
@@ -43,8 +53,10 @@ func (l Location) Dir() string { return filepath.Dir(l.Rel) }
 // Base is the last element of the location.
 func (l Location) Base() string { return filepath.Base(l.Rel) }
 
-// Locate checks path and finds the bpffs mount it lies on. It does not
-// require the path to exist.
+// Locate checks path and finds, in mountinfo, the bpffs mount it lies on:
+// of mounts stacked on one path, the top one. It does not require the path
+// to exist, and opens nothing: every operation of this package then opens
+// the mount's root once and checks it against MountID.
 func Locate(path string) (Location, error) {
 	if path == "" {
 		return Location{}, fmt.Errorf("empty path: give a path on a bpffs, e.g. /sys/fs/bpf/NAME")
@@ -62,22 +74,23 @@ func Locate(path string) (Location, error) {
 	if err != nil {
 		return Location{}, fmt.Errorf("read mountinfo: %w", err)
 	}
-	best := ""
-	for _, m := range mounts {
-		// Later entries shadow earlier ones at the same mountpoint; >= keeps
-		// the visible one.
-		if within(abs, m.Mountpoint) && len(m.Mountpoint) >= len(best) {
-			best = m.Mountpoint
+	best, id := "", 0
+	for _, m := range bpffs.Visible(mounts, func(m *mountinfo.Info) string { return m.Mountpoint }) {
+		if within(abs, m.Mountpoint) && len(m.Mountpoint) > len(best) {
+			best, id = m.Mountpoint, m.ID
 		}
 	}
 	if best == "" {
+		if link := symlinkIn(abs); link != "" {
+			return Location{}, symlinkError(abs, link)
+		}
 		return Location{}, fmt.Errorf("%s: %w (mount one with: mount -t bpf bpf DIR)", abs, ErrNotBPFFS)
 	}
 	rel, err := filepath.Rel(best, abs)
 	if err != nil {
 		return Location{}, fmt.Errorf("%s: %w", abs, err)
 	}
-	return Location{Path: abs, Mount: best, Rel: rel}, nil
+	return Location{Path: abs, Mount: best, Rel: rel, MountID: id}, nil
 }
 
 func within(path, dir string) bool {
@@ -91,43 +104,103 @@ func within(path, dir string) bool {
 const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS |
 	unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
 
-// openDir opens the directory rel (relative to the mount) for the
-// *at system calls. The kernel enforces that the lookup stays on the mount
-// and crosses no symlink.
-func (l Location) openDir(rel string) (int, error) {
-	root, err := unix.Open(l.Mount, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
+// openMount opens the root of l's mount, once, and checks that the fd is
+// what mountinfo said: the root of a bpffs, of the mount l names. The path
+// is resolved from "/" without following any symlink, so a user who owns a
+// directory above the mount cannot redirect the open to another
+// filesystem; renaming that directory at the wrong moment makes the check
+// fail instead. Every later lookup is relative to the returned O_PATH fd.
+func openMount(l Location) (int, error) {
+	fd, err := unix.Openat2(unix.AT_FDCWD, l.Mount, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		link := symlinkIn(l.Mount)
+		if link == "" {
+			link = l.Mount
+		}
+		return -1, symlinkError(l.Path, link)
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		return -1, fmt.Errorf("%s: %w: %s is gone", l.Path, ErrMountChanged, l.Mount)
+	case err != nil:
 		return -1, fmt.Errorf("open %s: %w", l.Mount, err)
 	}
-	defer unix.Close(root)
-	fd, err := unix.Openat2(root, rel, &unix.OpenHow{
-		Flags:   unix.O_DIRECTORY | unix.O_RDONLY | unix.O_CLOEXEC,
-		Resolve: resolveFlags,
-	})
-	if err != nil {
-		return -1, l.lookupError(rel, err)
+	if err := checkMount(fd, l); err != nil {
+		unix.Close(fd)
+		return -1, err
 	}
 	return fd, nil
 }
 
-func (l Location) lookupError(rel string, err error) error {
-	p := filepath.Join(l.Mount, rel)
-	switch {
-	case errors.Is(err, unix.ELOOP):
-		return fmt.Errorf("%s: %w; give the real path", p, ErrSymlink)
-	case errors.Is(err, unix.EXDEV):
-		return fmt.Errorf("%s: %w", p, ErrEscape)
-	case errors.Is(err, unix.ENOENT):
-		return fmt.Errorf("%s: %w", p, os.ErrNotExist)
-	case errors.Is(err, unix.ENOTDIR):
-		return fmt.Errorf("%s: not a directory", p)
+// checkMount checks that fd is the root of the bpffs mount l names.
+func checkMount(fd int, l Location) error {
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return fmt.Errorf("statfs %s: %w", l.Mount, err)
 	}
-	return fmt.Errorf("%s: %w", p, err)
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil {
+		return fmt.Errorf("statx %s: %w", l.Mount, err)
+	}
+	if stx.Mask&unix.STATX_MNT_ID == 0 || stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 {
+		return fmt.Errorf("%s: the kernel does not report mount ids (Linux 5.8 or later does)", l.Mount)
+	}
+	switch {
+	case stx.Mnt_id != uint64(l.MountID):
+		return fmt.Errorf("%s: %w: mount id %d at %s, mountinfo said %d", l.Path, ErrMountChanged, stx.Mnt_id, l.Mount, l.MountID)
+	case stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0:
+		return fmt.Errorf("%s: %w: %s is not the root of its mount", l.Path, ErrMountChanged, l.Mount)
+	case sfs.Type != unix.BPF_FS_MAGIC:
+		return fmt.Errorf("%s: %w: %s is not a bpffs", l.Path, ErrMountChanged, l.Mount)
+	}
+	return nil
 }
 
-// lstatAt stats name in dirfd without following a final symlink.
-func lstatAt(dirfd int, name string) (unix.Stat_t, error) {
-	var st unix.Stat_t
-	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
-	return st, err
+// openRoot finds the bpffs of path and opens its root. A mount that moved
+// between reading mountinfo and the open is looked up again, a few times.
+func openRoot(path string) (*Dir, Location, error) {
+	var err error
+	for range 3 {
+		var l Location
+		if l, err = Locate(path); err != nil {
+			return nil, l, err
+		}
+		var fd int
+		if fd, err = openMount(l); err == nil {
+			return &Dir{path: l.Mount, fd: fd, root: true}, l, nil
+		}
+		if !errors.Is(err, ErrMountChanged) {
+			return nil, l, err
+		}
+	}
+	return nil, Location{}, fmt.Errorf("%w; is someone renaming a directory above it?", err)
+}
+
+// symlinkIn returns the first component of the absolute path abs that is a
+// symlink, or "". It only words error messages: the kernel is what refuses.
+func symlinkIn(abs string) string {
+	p := "/"
+	for _, elem := range strings.Split(abs, "/") {
+		if elem == "" {
+			continue
+		}
+		p = filepath.Join(p, elem)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return ""
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+func symlinkError(path, link string) error {
+	if path == link {
+		return fmt.Errorf("%s: %w: it is a symlink, and symlinks are not followed; give the real path", path, ErrSymlink)
+	}
+	return fmt.Errorf("%s: %w: %s is a symlink, and symlinks are not followed; give the real path", path, ErrSymlink, link)
 }

@@ -128,15 +128,16 @@ func pinName(name string) string {
 // manifest stops Apply before anything is loaded. An object that fails to
 // load does not stop the others; the error reports every failure.
 func Apply(ms []*Manifest, opts Options) ([]Result, error) {
-	root := opts.root()
-	if err := ensureRoot(root); err != nil {
-		return nil, err
-	}
-	unlock, err := lock(root)
+	// The root is opened once; every pin, rename and removal below goes
+	// through its fd, so renaming a directory above it cannot redirect them.
+	root, err := ensureRoot(opts.root())
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer root.Close()
+	if err := lock(root); err != nil {
+		return nil, err
+	}
 	// Under the lock, any staging tree is a dead Apply's: it may hold links
 	// still attached, so it goes before anything else.
 	if err := clearStaging(root); err != nil {
@@ -189,44 +190,49 @@ func Apply(ms []*Manifest, opts Options) ([]Result, error) {
 // SystemBPFFS is where systemd mounts the system's bpffs at boot.
 const SystemBPFFS = "/sys/fs/bpf"
 
-// ensureRoot creates the root and its staging directory. When the root is
-// below /sys/fs/bpf and no bpffs is mounted there (a machine without
-// systemd), it mounts one first, mode 0700 as systemd does, like bpftool
-// does before it pins.
-func ensureRoot(root string) error {
-	staging := filepath.Join(root, stagingDir)
-	err := pins.MkdirAll(staging)
-	if errors.Is(err, pins.ErrNotBPFFS) && strings.HasPrefix(root+"/", SystemBPFFS+"/") {
+// systemRoot says whether root is below /sys/fs/bpf, where bpfgate may
+// mount the system's bpffs when nothing is mounted there.
+func systemRoot(root string) bool {
+	return strings.HasPrefix(filepath.Clean(root)+"/", SystemBPFFS+"/")
+}
+
+// ensureRoot creates and opens the root and creates its staging directory.
+// When the root is below /sys/fs/bpf and no bpffs is mounted there (a
+// machine without systemd), it mounts one first, mode 0700 as systemd
+// does, like bpftool does before it pins.
+func ensureRoot(root string) (*pins.Dir, error) {
+	d, err := pins.OpenDir(root, pins.OpenOptions{Create: true})
+	if errors.Is(err, pins.ErrNotBPFFS) && systemRoot(root) {
 		mode := uint32(0o700)
 		if merr := bpffs.Mount(SystemBPFFS, bpffs.Options{Mode: &mode}); merr != nil {
-			return fmt.Errorf("pin root %s: %w; mounting a bpffs on %s failed too: %w", root, err, SystemBPFFS, merr)
+			return nil, fmt.Errorf("pin root %s: %w; mounting a bpffs on %s failed too: %w", root, err, SystemBPFFS, merr)
 		}
-		err = pins.MkdirAll(staging)
+		d, err = pins.OpenDir(root, pins.OpenOptions{Create: true})
 	}
 	if err != nil {
-		return fmt.Errorf("pin root: %w", err)
+		return nil, fmt.Errorf("pin root: %w", err)
+	}
+	if err := d.MkdirAll(stagingDir); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("pin root: %w", err)
+	}
+	return d, nil
+}
+
+// lock serialises Applies on one root: flock works on a bpffs directory.
+// Closing root releases the lock.
+func lock(root *pins.Dir) error {
+	if err := unix.Flock(root.FD(), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", root.Path(), err)
 	}
 	return nil
 }
 
-// lock serialises Applies on one root: flock works on a bpffs directory.
-func lock(root string) (func(), error) {
-	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", root, err)
-	}
-	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("lock %s: %w", root, err)
-	}
-	return func() { unix.Close(fd) }, nil
-}
-
 // stale says why the object's tree must be (re)built, or "" if it is
 // intact and built from these exact manifest and object bytes.
-func stale(root string, m *Manifest) string {
-	dir := filepath.Join(root, m.Name)
-	got, err := os.Readlink(filepath.Join(dir, digestLink))
+func stale(root *pins.Dir, m *Manifest) string {
+	dir := m.Name
+	got, err := root.Readlink(filepath.Join(dir, digestLink))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return "not applied"
@@ -239,21 +245,35 @@ func stale(root string, m *Manifest) string {
 		if p.Attach == AttachNone {
 			continue
 		}
-		if why := linkBroken(filepath.Join(dir, "links", p.Name)); why != "" {
+		if why := linkBroken(root, filepath.Join(dir, "links", p.Name)); why != "" {
 			return fmt.Sprintf("link %s %s", p.Name, why)
 		}
 	}
 	for _, mp := range m.Maps {
-		if _, err := os.Lstat(filepath.Join(dir, "maps", pinName(mp.Name))); err != nil {
+		if _, err := root.Lstat(filepath.Join(dir, "maps", pinName(mp.Name))); err != nil {
 			return fmt.Sprintf("map %s is not pinned", mp.Name)
 		}
 	}
 	return ""
 }
 
+// loadLink opens the link pinned at name below root.
+func loadLink(root *pins.Dir, name string) (link.Link, error) {
+	obj, err := root.Load(name, nil)
+	if err != nil {
+		return nil, err
+	}
+	l, ok := obj.(link.Link)
+	if !ok {
+		obj.Close()
+		return nil, fmt.Errorf("%s: not a link", filepath.Join(root.Path(), name))
+	}
+	return l, nil
+}
+
 // linkBroken says what is wrong with a pinned link, or "".
-func linkBroken(path string) string {
-	l, err := link.LoadPinnedLink(path, nil)
+func linkBroken(root *pins.Dir, name string) string {
+	l, err := loadLink(root, name)
 	if err != nil {
 		return "is not pinned"
 	}
@@ -270,11 +290,11 @@ func linkBroken(path string) string {
 }
 
 // build loads one object into a staging tree and swaps it in.
-func build(root string, plan Plan, opts Options) (res Result, err error) {
+func build(root *pins.Dir, plan Plan, opts Options) (res Result, err error) {
 	m, spec := plan.Manifest, plan.Spec.Copy()
 	res = Result{Name: m.Name, Action: Created}
-	final := filepath.Join(root, m.Name)
-	staging := filepath.Join(root, stagingDir, m.Name)
+	final := m.Name
+	staging := filepath.Join(stagingDir, m.Name)
 	defer func() {
 		if err != nil {
 			res.Action, res.Why = Failed, err.Error()
@@ -283,11 +303,11 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 
 	// A staging tree left by a killed Apply holds nothing anyone needs; its
 	// links go with it.
-	if err := removeIfExists(staging); err != nil {
+	if err := removeIfExists(root, staging); err != nil {
 		return res, err
 	}
 	opts.step("cleaned")
-	_, statErr := os.Lstat(final)
+	_, statErr := root.Lstat(final)
 	old := statErr == nil
 	if old {
 		res.Action = Replaced
@@ -304,12 +324,17 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 		if !mp.Keep || !old {
 			continue
 		}
-		pinned, err := ebpf.LoadPinnedMap(filepath.Join(final, "maps", pinName(mp.Name)), nil)
+		obj, err := root.Load(filepath.Join(final, "maps", pinName(mp.Name)), nil)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return res, fmt.Errorf("map %s: %w", mp.Name, err)
+		}
+		pinned, ok := obj.(*ebpf.Map)
+		if !ok {
+			obj.Close()
+			return res, fmt.Errorf("map %s: the pin holds a %T, not a map", mp.Name, obj)
 		}
 		if err := spec.Maps[mp.Name].Compatible(pinned); err != nil {
 			pinned.Close()
@@ -341,7 +366,7 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 	opts.step("loaded")
 
 	for _, sub := range []string{"maps", "progs", "links"} {
-		if err := pins.MkdirAll(filepath.Join(staging, sub)); err != nil {
+		if err := root.MkdirAll(filepath.Join(staging, sub)); err != nil {
 			return res, err
 		}
 	}
@@ -351,18 +376,18 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 	var updated []updatedLink
 	defer func() {
 		if err != nil && !swapped {
-			rollback(final, updated)
-			_ = removeIfExists(staging)
+			rollback(root, final, updated)
+			_ = removeIfExists(root, staging)
 		}
 	}()
 	for _, name := range slices.Sorted(maps.Keys(coll.Maps)) {
-		if err := pins.Pin(coll.Maps[name].FD(), filepath.Join(staging, "maps", pinName(name)), pins.PinOptions{}); err != nil {
+		if err := root.Pin(coll.Maps[name].FD(), filepath.Join(staging, "maps", pinName(name)), pins.PinOptions{}); err != nil {
 			return res, err
 		}
 	}
 	opts.step("pinned-maps")
 	for _, name := range slices.Sorted(maps.Keys(coll.Programs)) {
-		if err := pins.Pin(coll.Programs[name].FD(), filepath.Join(staging, "progs", name), pins.PinOptions{}); err != nil {
+		if err := root.Pin(coll.Programs[name].FD(), filepath.Join(staging, "progs", name), pins.PinOptions{}); err != nil {
 			return res, err
 		}
 	}
@@ -376,7 +401,7 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 		prog := coll.Programs[p.Name]
 		linkPath := filepath.Join(staging, "links", p.Name)
 		if old && updatable(p.Attach) {
-			ok, err := updateInPlace(filepath.Join(final, "links", p.Name), linkPath, p, prog)
+			ok, err := updateInPlace(root, filepath.Join(final, "links", p.Name), linkPath, p, prog)
 			if err != nil {
 				return res, fmt.Errorf("program %s: %w", p.Name, err)
 			}
@@ -391,7 +416,7 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 			return res, fmt.Errorf("attach %s as %s: %w", p.Name, p.Attach, err)
 		}
 		opts.step("attached:" + p.Name)
-		err = l.Pin(linkPath)
+		err = pinLink(root, l, linkPath)
 		l.Close()
 		if err != nil {
 			return res, fmt.Errorf("pin link %s: %w", p.Name, err)
@@ -400,14 +425,14 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 	}
 
 	// The digest goes last: a tree is complete once it has one.
-	if err := os.Symlink(m.Digest, filepath.Join(staging, digestLink)); err != nil {
+	if err := root.Symlink(m.Digest, filepath.Join(staging, digestLink)); err != nil {
 		return res, err
 	}
 	opts.step("digest")
 	if old {
-		err = pins.Rename(staging, final, pins.RenameOptions{Exchange: true})
+		err = root.Rename(staging, final, pins.RenameOptions{Exchange: true})
 	} else {
-		err = pins.Rename(staging, final, pins.RenameOptions{})
+		err = root.Rename(staging, final, pins.RenameOptions{})
 	}
 	if err != nil {
 		return res, err
@@ -417,7 +442,7 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 	if old {
 		// The old tree now sits in staging; its links that were not updated
 		// in place detach as their pins go.
-		if err := removeIfExists(staging); err != nil {
+		if err := removeIfExists(root, staging); err != nil {
 			return res, fmt.Errorf("remove the replaced tree (the next apply retries): %w", err)
 		}
 		opts.step("removed-old")
@@ -427,11 +452,20 @@ func build(root string, plan Plan, opts Options) (res Result, err error) {
 
 type updatedLink struct{ prog string }
 
+// pinLink pins l at name below root.
+func pinLink(root *pins.Dir, l link.Link, name string) error {
+	fl, ok := l.(interface{ FD() int })
+	if !ok {
+		return fmt.Errorf("link %T has no fd", l)
+	}
+	return root.Pin(fl.FD(), name, pins.PinOptions{})
+}
+
 // updateInPlace points the pinned link at oldPath, if it is attached where p
 // wants, to prog, and pins it at newPath too. It reports false when there
 // is no such link.
-func updateInPlace(oldPath, newPath string, p *Program, prog *ebpf.Program) (bool, error) {
-	l, err := link.LoadPinnedLink(oldPath, nil)
+func updateInPlace(root *pins.Dir, oldPath, newPath string, p *Program, prog *ebpf.Program) (bool, error) {
+	l, err := loadLink(root, oldPath)
 	if err != nil {
 		return false, nil
 	}
@@ -443,34 +477,32 @@ func updateInPlace(oldPath, newPath string, p *Program, prog *ebpf.Program) (boo
 	if err := l.Update(prog); err != nil {
 		return false, fmt.Errorf("update link in place: %w", err)
 	}
-	fl, ok := l.(interface{ FD() int })
-	if !ok {
-		return false, fmt.Errorf("link %T has no fd", l)
-	}
-	return true, pins.Pin(fl.FD(), newPath, pins.PinOptions{})
+	return true, pinLink(root, l, newPath)
 }
 
 // rollback points links updated in place back at the old tree's programs,
 // so a failed replacement leaves the old object running as it was.
-func rollback(final string, updated []updatedLink) {
+func rollback(root *pins.Dir, final string, updated []updatedLink) {
 	for _, u := range updated {
-		l, err := link.LoadPinnedLink(filepath.Join(final, "links", u.prog), nil)
+		l, err := loadLink(root, filepath.Join(final, "links", u.prog))
 		if err != nil {
 			continue
 		}
-		if prog, err := ebpf.LoadPinnedProgram(filepath.Join(final, "progs", u.prog), nil); err == nil {
-			_ = l.Update(prog)
-			prog.Close()
+		if obj, err := root.Load(filepath.Join(final, "progs", u.prog), nil); err == nil {
+			if prog, ok := obj.(*ebpf.Program); ok {
+				_ = l.Update(prog)
+			}
+			obj.Close()
 		}
 		l.Close()
 	}
 }
 
-func removeIfExists(path string) error {
-	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+func removeIfExists(root *pins.Dir, name string) error {
+	if _, err := root.Lstat(name); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	return pins.Unpin(path, pins.UnpinOptions{Recursive: true})
+	return root.Unpin(name, pins.UnpinOptions{Recursive: true})
 }
 
 // Remove unpins an object's tree (and any staging tree it left); its links
@@ -480,32 +512,32 @@ func Remove(name string, opts Options) error {
 	if err := checkName(name); err != nil {
 		return fmt.Errorf("object name: %w", err)
 	}
-	root := opts.root()
-	unlock, err := lock(root)
+	root, err := pins.OpenDir(opts.root(), pins.OpenOptions{})
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	final := filepath.Join(root, name)
-	if _, err := os.Lstat(final); errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Lstat(filepath.Join(root, stagingDir, name)); errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%s: %w (bpfgate preload status lists what is applied)", final, os.ErrNotExist)
+	defer root.Close()
+	if err := lock(root); err != nil {
+		return err
+	}
+	if _, err := root.Lstat(name); errors.Is(err, os.ErrNotExist) {
+		if _, err := root.Lstat(filepath.Join(stagingDir, name)); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: %w (bpfgate preload status lists what is applied)", filepath.Join(root.Path(), name), os.ErrNotExist)
 		}
 	}
-	if err := removeIfExists(filepath.Join(root, stagingDir, name)); err != nil {
+	if err := removeIfExists(root, filepath.Join(stagingDir, name)); err != nil {
 		return err
 	}
-	return removeIfExists(final)
+	return removeIfExists(root, name)
 }
 
-func clearStaging(root string) error {
-	dir := filepath.Join(root, stagingDir)
-	ents, err := os.ReadDir(dir)
+func clearStaging(root *pins.Dir) error {
+	names, err := root.ReadDir(stagingDir)
 	if err != nil {
 		return err
 	}
-	for _, e := range ents {
-		if err := removeIfExists(filepath.Join(dir, e.Name())); err != nil {
+	for _, n := range names {
+		if err := removeIfExists(root, filepath.Join(stagingDir, n)); err != nil {
 			return fmt.Errorf("remove a tree a killed apply left: %w", err)
 		}
 	}
@@ -513,24 +545,24 @@ func clearStaging(root string) error {
 }
 
 // prune removes trees no manifest names.
-func prune(root string, ms []*Manifest) ([]Result, error) {
+func prune(root *pins.Dir, ms []*Manifest) ([]Result, error) {
 	named := map[string]bool{}
 	for _, m := range ms {
 		named[m.Name] = true
 	}
 	var out []Result
 	var errs []error
-	ents, err := os.ReadDir(root)
+	names, err := root.ReadDir(".")
 	if err != nil {
 		return out, err
 	}
-	for _, e := range ents {
-		if e.Name() == stagingDir || named[e.Name()] {
+	for _, n := range names {
+		if n == stagingDir || named[n] {
 			continue
 		}
 		start := time.Now()
-		err := removeIfExists(filepath.Join(root, e.Name()))
-		r := Result{Name: e.Name(), Action: Removed, Why: "no manifest", Duration: time.Since(start)}
+		err := removeIfExists(root, n)
+		r := Result{Name: n, Action: Removed, Why: "no manifest", Duration: time.Since(start)}
 		if err != nil {
 			r.Action, r.Why = Failed, err.Error()
 			errs = append(errs, err)

@@ -23,4 +23,9 @@
 // ones go. Whatever the point at which Apply dies, the next Apply finds at
 // most a stale staging tree, removes it, and converges: the kernel detaches a
 // link whose last fd closed before it was pinned.
+//
+// The root is opened once, as a pins.Dir (from "/" without following
+// symlinks, checked against the mount table), and every read, pin, rename
+// and removal goes through that fd: renaming or swapping a directory above
+// the root cannot send Apply, Remove or Status to another filesystem.
 package preload

@@ -3,7 +3,6 @@ package preload
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/bpfgate/bpfgate/pins"
@@ -33,7 +32,20 @@ type State struct {
 // Status compares the manifests with the pinned trees below the root,
 // without changing anything.
 func Status(ms []*Manifest, opts Options) ([]State, error) {
-	root := opts.root()
+	root, err := pins.OpenDir(opts.root(), pins.OpenOptions{})
+	// No root yet (below /sys/fs/bpf, not even a bpffs yet): nothing is
+	// applied, and apply would make it.
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, pins.ErrNotBPFFS) && systemRoot(opts.root()) {
+		out := make([]State, 0, len(ms))
+		for _, m := range ms {
+			out = append(out, State{Name: m.Name, Order: m.Order, Manifest: m.File, State: StateNotApplied})
+		}
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
 	var out []State
 	named := map[string]bool{}
 	for _, m := range ms {
@@ -46,41 +58,38 @@ func Status(ms []*Manifest, opts Options) ([]State, error) {
 		default:
 			st.State, st.Why = StateChanged, why
 		}
-		if err := listTree(filepath.Join(root, m.Name), &st); err != nil {
+		if err := listTree(root, m.Name, &st); err != nil {
 			return nil, err
 		}
 		out = append(out, st)
 	}
-	ents, err := os.ReadDir(root)
-	if errors.Is(err, os.ErrNotExist) {
-		return out, nil
-	}
+	names, err := root.ReadDir(".")
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range ents {
-		if e.Name() == stagingDir || named[e.Name()] {
+	for _, n := range names {
+		if n == stagingDir || named[n] {
 			continue
 		}
-		st := State{Name: e.Name(), State: StateNoManifest, Why: "bpfgate preload apply --prune or remove " + e.Name() + " removes it"}
-		if err := listTree(filepath.Join(root, e.Name()), &st); err != nil {
+		st := State{Name: n, State: StateNoManifest, Why: "bpfgate preload apply --prune or remove " + n + " removes it"}
+		if err := listTree(root, n, &st); err != nil {
 			return nil, err
 		}
 		out = append(out, st)
 	}
-	staged, _ := os.ReadDir(filepath.Join(root, stagingDir))
-	for _, e := range staged {
-		out = append(out, State{Name: e.Name(), State: StateLeftover, Why: "a killed apply left it; the next apply removes it"})
+	staged, _ := root.ReadDir(stagingDir)
+	for _, n := range staged {
+		out = append(out, State{Name: n, State: StateLeftover, Why: "a killed apply left it; the next apply removes it"})
 	}
 	slices.SortStableFunc(out, func(a, b State) int { return a.Order - b.Order })
 	return out, nil
 }
 
-func listTree(dir string, st *State) error {
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+func listTree(root *pins.Dir, name string, st *State) error {
+	if _, err := root.Lstat(name); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	return pins.List([]string{dir}, pins.Options{}, func(e *pins.Entry) error {
+	return root.List(name, pins.Options{}, func(e *pins.Entry) error {
 		st.Pins = append(st.Pins, e)
 		return nil
 	})
