@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -304,6 +305,12 @@ func sameTarget(p *Program, info *link.Info) bool {
 	return false
 }
 
+// How long attach waits for an XDP link the kernel is still releasing.
+const (
+	xdpBusyTries = 40
+	xdpBusyWait  = 25 * time.Millisecond
+)
+
 // attach attaches prog as p says.
 func attach(p *Program, ps *ebpf.ProgramSpec, prog *ebpf.Program) (link.Link, error) {
 	switch p.Attach {
@@ -313,6 +320,13 @@ func attach(p *Program, ps *ebpf.ProgramSpec, prog *ebpf.Program) (link.Link, er
 			return nil, err
 		}
 		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index})
+		// The kernel releases a dropped link from a work queue: the XDP link
+		// of an apply killed a moment ago (its last fd closed at exit, or its
+		// pin just removed) can still hold the device for a short while.
+		for try := 0; try < xdpBusyTries && (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST)); try++ {
+			time.Sleep(xdpBusyWait)
+			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index})
+		}
 		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("%s already has an XDP program that bpfgate does not manage; detach it first (ip link set dev %s xdp off): %w", p.Interface, p.Interface, err)
 		}
