@@ -79,9 +79,10 @@ func startHolder(t *testing.T, p Pool) *holder {
 	return h
 }
 
+// stop kills the holder: a race-enabled binary would sleep a second at exit.
 func (h *holder) stop() {
 	if h.cmd.ProcessState == nil {
-		h.stdin.Close()
+		h.cmd.Process.Kill()
 		h.cmd.Wait()
 	}
 }
