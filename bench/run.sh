@@ -12,8 +12,9 @@ go build -o "$out/compare" ./bench/compare
 for f in gohello cgohello goexecns; do go build -o "$out/$f" ./bench/floor/$f; done
 bg="$out/bpfgate"
 
-echo "== bpfgate run against unshare -Urm (the raw namespace cost)"
-"$out/compare" -n "$n" "unshare -Urm true" "$bg run -q --profile demo -- true"
+echo "== bpfgate run (a full sandbox) against unshare with the same namespaces"
+full="unshare --user --map-root-user --mount --net --pid --cgroup --ipc --fork --mount-proc true"
+"$out/compare" -n "$n" "$full" "$bg run -q --profile demo -- true" "$bg run -q --net host --profile demo -- true" "unshare -Urm true"
 
 echo "== floors: what a Go program pays before any BPF work (see bench/floor/doc.go)"
 "$out/compare" -n "$n" "unshare -Urm true" "$out/gohello" "$out/cgohello" "$out/goexecns"

@@ -90,7 +90,7 @@ by themselves. Exit status, signals and standard streams pass through.`,
 			}
 			cfg.PreserveFDs = preserveFDs
 			cfg.AllowSystemIDs = allowSystemIDs
-			if cfg.Net == launch.NetHost {
+			if cfg.Net == launch.NetHost && !quiet {
 				fmt.Fprintln(os.Stderr, "bpfgate: warning: --net host: "+hostNetReach(names, r.set))
 			}
 			code, err := launch.Run(cfg)
@@ -119,7 +119,7 @@ by themselves. Exit status, signals and standard streams pass through.`,
 	fl.StringVar(&netMode, "net", "none", "network: none (own network namespace with only lo) or host (the host's: the delegation then reaches host interfaces)")
 	fl.IntVar(&preserveFDs, "preserve-fds", 0, "pass this many extra fds (3, 4, ...) to the workload; every other fd is closed")
 	fl.BoolVar(&allowSystemIDs, "allow-system-ids", false, "allow --uid-map/--gid-map onto host ids of system users and groups")
-	fl.BoolVarP(&quiet, "quiet", "q", false, "do not print delegation warnings")
+	fl.BoolVarP(&quiet, "quiet", "q", false, "do not print delegation warnings, nor what --net host reaches")
 	fl.SetInterspersed(false)
 	return cmd
 }
