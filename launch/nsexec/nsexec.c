@@ -731,12 +731,30 @@ static void nx_enter(void) {
 	if (getppid() != parent)
 		_exit(BPFGATE_EXIT_SETUP);
 
+	/* The host checked the filesystem, its type and its owner. */
 	int mfd = nx_delegate();
-	/* The host checked the filesystem type and that no host namespace owns
-	 * it; this namespace must own it exactly, or no token can be made. */
-	int rootfd = openat(mfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	nx_fault_at("attach");
+	if (syscall(SYS_move_mount, mfd, "", dirfd, "", NX_MOVE_MOUNT_F_EMPTY_PATH | NX_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "mount bpffs: %s", strerror(errno));
+	nx_fault_at("confirm");
+	nx_send(BPFGATE_MSG_MOUNTED);
+	_exit(0);
+}
+
+/* ---- verify: who owns a bpffs ---- */
+
+/* nx_verify joins a user namespace and asks the kernel whether a bpffs
+ * belongs to it: BPF_TOKEN_CREATE fails with EPERM exactly when the
+ * filesystem's owner is another namespace. */
+static void nx_verify(void) {
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (syscall(SYS_close_range, BPFGATE_VERIFY_MOUNT + 1, ~0U, 0) < 0)
+		_exit(BPFGATE_EXIT_SETUP);
+	if (setgroups(0, NULL) < 0 || setns(BPFGATE_VERIFY_USERNS, CLONE_NEWUSER) < 0)
+		_exit(BPFGATE_EXIT_SETUP);
+	int rootfd = openat(BPFGATE_VERIFY_MOUNT, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
-		nx_die(BPFGATE_EXIT_SETUP, "open the new bpffs: %s", strerror(errno));
+		_exit(BPFGATE_EXIT_SETUP);
 	union {
 		struct {
 			uint32_t flags, fd;
@@ -746,17 +764,9 @@ static void nx_enter(void) {
 	memset(&attr, 0, sizeof(attr));
 	attr.t.fd = rootfd;
 	long tok = syscall(SYS_bpf, NX_BPF_TOKEN_CREATE, &attr, sizeof(attr.t));
-	if (tok < 0 && errno == EPERM)
-		nx_die(BPFGATE_EXIT_SETUP, "the new bpffs is not owned by the process's user namespace");
-	if (tok >= 0)
-		close(tok);
-	close(rootfd);
-	nx_fault_at("attach");
-	if (syscall(SYS_move_mount, mfd, "", dirfd, "", NX_MOVE_MOUNT_F_EMPTY_PATH | NX_MOVE_MOUNT_T_EMPTY_PATH) < 0)
-		nx_die(BPFGATE_EXIT_SETUP, "mount bpffs: %s", strerror(errno));
-	nx_fault_at("confirm");
-	nx_send(BPFGATE_MSG_MOUNTED);
-	_exit(0);
+	if (tok >= 0 || errno == ENOENT) /* ENOENT: owned, but nothing delegated */
+		_exit(BPFGATE_VERIFY_OWNED);
+	_exit(errno == EPERM ? BPFGATE_VERIFY_FOREIGN : BPFGATE_EXIT_SETUP);
 }
 
 __attribute__((constructor)) static void bpfgate_nsexec(int argc, char **argv, char **envp) {
@@ -770,5 +780,7 @@ __attribute__((constructor)) static void bpfgate_nsexec(int argc, char **argv, c
 		nx_supervise(argv);
 	if (strcmp(mode, BPFGATE_MODE_ENTER) == 0)
 		nx_enter();
+	if (strcmp(mode, BPFGATE_MODE_VERIFY) == 0)
+		nx_verify();
 	/* Unknown modes fall through to Go, whose launch.Init reports them. */
 }

@@ -15,6 +15,7 @@ const (
 
 	ModeSandbox = "sandbox"
 	ModeEnter   = "enter"
+	ModeVerify  = "verify"
 
 	MsgContext = "context"
 	MsgReady   = "ready"
@@ -33,6 +34,11 @@ const (
 	EnterSock  = 3
 	EnterPidFD = 4
 	EnterDir   = 5
+
+	VerifyUserNS  = 3
+	VerifyMount   = 4
+	VerifyOwned   = 0
+	VerifyForeign = 1
 
 	ExitSetup    = 125
 	ExitNoExec   = 126

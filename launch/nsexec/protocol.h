@@ -17,6 +17,7 @@
 
 #define BPFGATE_MODE_SANDBOX "sandbox"
 #define BPFGATE_MODE_ENTER "enter"
+#define BPFGATE_MODE_VERIFY "verify"
 
 /* Messages. */
 #define BPFGATE_MSG_CONTEXT "context" /* helper -> host, with the fs context fd */
@@ -37,6 +38,13 @@
 #define BPFGATE_ENTER_SOCK 3
 #define BPFGATE_ENTER_PIDFD 4
 #define BPFGATE_ENTER_DIR 5
+
+/* Verify mode: is the bpffs mounted at VERIFY_MOUNT owned by the user
+ * namespace VERIFY_USERNS? Exit status VERIFY_OWNED or VERIFY_FOREIGN. */
+#define BPFGATE_VERIFY_USERNS 3
+#define BPFGATE_VERIFY_MOUNT 4
+#define BPFGATE_VERIFY_OWNED 0
+#define BPFGATE_VERIFY_FOREIGN 1
 
 /* Exit codes before the workload runs, as podman and runc use them. */
 #define BPFGATE_EXIT_SETUP 125
