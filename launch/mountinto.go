@@ -22,6 +22,9 @@ var ErrSharedUserNS = errors.New("the process shares the host's user namespace, 
 // MountInto mounts a delegated bpffs at path inside the user and mount
 // namespaces of process pid. path is resolved inside the process's root.
 func MountInto(pid int, path string, opts bpffs.Options) error {
+	if !nsexec.Available {
+		return ErrNoHelper
+	}
 	p, err := OpenProcess(pid)
 	if err != nil {
 		return err
