@@ -35,6 +35,8 @@ func runWorkload(kind string) int {
 			t.Close()
 		}
 		out = res
+	case "sandbox-net", "sandbox-cgroup", "sandbox-procs": // sandbox_workload_test.go
+		out = map[string]func() any{"sandbox-net": netAttack, "sandbox-cgroup": cgroupAttack, "sandbox-procs": procsAttack}[kind]()
 	case "identity":
 		status, _ := os.ReadFile("/proc/self/status")
 		uidMap, _ := os.ReadFile("/proc/self/uid_map")
