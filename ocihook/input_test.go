@@ -180,3 +180,16 @@ func (e endless) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// A mapping past the last id does not wrap around to host root.
+func TestHostIDNoWrap(t *testing.T) {
+	maps := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 4294967295, Size: 2}, {ContainerID: 10, HostID: 4294967290, Size: 100}}
+	for _, tc := range []struct {
+		in, want uint32
+		ok       bool
+	}{{0, 4294967295, true}, {1, 0, false}, {15, 4294967295, true}, {16, 0, false}, {109, 0, false}} {
+		if got, ok := HostID(maps, tc.in); got != tc.want || ok != tc.ok {
+			t.Errorf("HostID(%d) = %d %v, want %d %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
