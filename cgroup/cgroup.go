@@ -444,10 +444,16 @@ func (g *Group) Remove(timeout time.Duration) error {
 	if g.removed {
 		return nil
 	}
+	// Someone else (bpfgate's sandbox supervisor) may have removed it: its
+	// files then fail with ENOENT or EBADF, depending on the kernel.
+	var st unix.Stat_t
+	if unix.Fstatat(g.parent, g.name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+		g.removed = true
+		return nil
+	}
 	if err := g.kill(); err != nil {
-		var st unix.Stat_t
-		if errors.Is(err, unix.ENOENT) && unix.Fstatat(g.parent, g.name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
-			g.removed = true // someone else removed it
+		if unix.Fstatat(g.parent, g.name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+			g.removed = true
 			return nil
 		}
 		return err

@@ -12,6 +12,8 @@ import (
 
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/internal/boundedio"
 )
 
 // VmlinuxBTF is where the kernel exposes its own BTF.
@@ -105,7 +107,7 @@ func cachePath() string {
 }
 
 func readCache(path, key string) *Names {
-	data, err := os.ReadFile(path)
+	data, err := boundedio.ReadFile(path, maxCacheSize)
 	if err != nil {
 		return nil
 	}

@@ -3,13 +3,14 @@ package delegate
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/bpfgate/bpfgate/internal/boundedio"
 )
 
 // ErrUnknownProfile means no profile has the requested name.
@@ -217,7 +218,7 @@ type profileYAML struct {
 //
 // and checks every name against n. Errors carry the file, line and key.
 func LoadProfiles(path string, n *Names) ([]Profile, error) {
-	data, err := os.ReadFile(path)
+	data, err := boundedio.ReadFile(path, MaxConfigSize)
 	if err != nil {
 		return nil, err
 	}
@@ -231,6 +232,9 @@ func LoadProfiles(path string, n *Names) ([]Profile, error) {
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		return nil, &ConfigError{path, root.Line, "", errors.New("want a mapping with a 'profiles' key")}
+	}
+	if err := checkProfileNames(path, root); err != nil {
+		return nil, err
 	}
 	var out []Profile
 	for i := 0; i+1 < len(root.Content); i += 2 {

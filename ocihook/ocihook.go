@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/internal/boundedio"
 	"github.com/bpfgate/bpfgate/launch"
 )
 
@@ -44,7 +45,7 @@ var (
 // ReadState decodes the OCI state a runtime passes to a hook on stdin.
 func ReadState(r io.Reader) (*specs.State, error) {
 	var st specs.State
-	dec := json.NewDecoder(io.LimitReader(r, 1<<20))
+	dec := json.NewDecoder(boundedio.NewReader(r, MaxStateSize, "the OCI state on stdin"))
 	if err := dec.Decode(&st); err != nil {
 		return nil, fmt.Errorf("read the OCI state from stdin (bpfgate oci-hook is meant to be run by a container runtime): %w", err)
 	}
@@ -54,12 +55,16 @@ func ReadState(r io.Reader) (*specs.State, error) {
 	if st.Bundle == "" {
 		return nil, fmt.Errorf("the OCI state of container %q has no bundle", st.ID)
 	}
+	if err := checkState(&st); err != nil {
+		return nil, err
+	}
 	return &st, nil
 }
 
 // LoadBundle reads the container's config.json from its bundle.
 func LoadBundle(st *specs.State) (*specs.Spec, error) {
-	data, err := os.ReadFile(filepath.Join(st.Bundle, "config.json"))
+	// The runtime writes config.json itself: never a link to follow.
+	data, err := boundedio.ReadFileFlags(filepath.Join(st.Bundle, "config.json"), MaxSpecSize, boundedio.NoFollow)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", ShortID(st.ID), err)
 	}
@@ -148,6 +153,11 @@ func Target(st *specs.State, spec *specs.Spec, inside string) (string, error) {
 func HostID(maps []specs.LinuxIDMapping, id uint32) (uint32, bool) {
 	for _, m := range maps {
 		if id >= m.ContainerID && id-m.ContainerID < m.Size {
+			// The kernel refuses a range past the last id; so does this, rather
+			// than wrap around to host root.
+			if uint64(m.HostID)+uint64(id-m.ContainerID) > math.MaxUint32 {
+				return 0, false
+			}
 			return m.HostID + (id - m.ContainerID), true
 		}
 	}

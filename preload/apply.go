@@ -90,9 +90,9 @@ type Plan struct {
 func Check(ms []*Manifest) ([]Plan, error) {
 	out := make([]Plan, 0, len(ms))
 	for _, m := range ms {
-		spec, err := ebpf.LoadCollectionSpec(m.Object)
+		spec, err := loadSpec(m)
 		if err != nil {
-			return nil, m.errorf("object", "%s is not a BPF ELF object bpfgate can read: %v", m.Object, err)
+			return nil, err
 		}
 		for i := range m.Programs {
 			p := &m.Programs[i]

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/bpfgate/bpfgate/internal/boundedio"
 )
 
 // DefaultDir holds the manifests Apply reads by default.
@@ -148,7 +150,7 @@ func Sort(ms []*Manifest) {
 // ReadFile reads and checks one manifest. The object's bytes go into the
 // digest, so a missing object is an error here already.
 func ReadFile(path string) (*Manifest, error) {
-	data, err := os.ReadFile(path)
+	data, err := boundedio.ReadFile(path, MaxManifestSize)
 	if err != nil {
 		return nil, err
 	}
@@ -202,11 +204,11 @@ func ReadFile(path string) (*Manifest, error) {
 		func(mp Map) string { return mp.Name }); err != nil {
 		return nil, err
 	}
-	obj, err := os.Open(m.Object)
+	obj, c, err := openObject(m)
 	if err != nil {
-		return nil, &ManifestError{path, m.lines["object"], "object", err}
+		return nil, err
 	}
-	defer obj.Close()
+	defer c.Close()
 	h := sha256.New()
 	h.Write(data)
 	h.Write([]byte{0})

@@ -247,7 +247,7 @@ with seccomp_profile in containers.conf.`,
   podman run --security-opt seccomp=/etc/bpfgate/seccomp.json --cap-add bpf ...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			data, err := os.ReadFile(base)
+			data, err := ocihook.ReadSeccompBase(base)
 			if err != nil {
 				return fmt.Errorf("base profile: %w (give --base)", err)
 			}
