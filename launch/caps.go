@@ -44,7 +44,8 @@ func ParseCap(s string) (Cap, error) {
 	if c, ok := capNames[name]; ok {
 		return c, nil
 	}
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 && n < 64 {
+	// A number, bare or as String prints unnamed ones (CAP_41).
+	if n, err := strconv.Atoi(strings.TrimPrefix(name, "CAP_")); err == nil && n >= 0 && n < 64 {
 		return Cap(n), nil
 	}
 	return 0, fmt.Errorf("unknown capability %q (want a name like CAP_NET_ADMIN)", s)

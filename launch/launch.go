@@ -124,6 +124,9 @@ func ParseIDMap(s string) ([]syscall.SysProcIDMap, error) {
 		if v[2] == 0 {
 			return nil, fmt.Errorf("id map %q: count must be at least 1", part)
 		}
+		if uint64(v[0])+uint64(v[2]) > 1<<32-1 || uint64(v[1])+uint64(v[2]) > 1<<32-1 {
+			return nil, fmt.Errorf("id map %q: the range runs past the last id (4294967294)", part)
+		}
 		out = append(out, syscall.SysProcIDMap{ContainerID: v[0], HostID: v[1], Size: v[2]})
 	}
 	return out, nil
