@@ -227,6 +227,7 @@ type Lease struct {
 	base, size uint32
 	mu         sync.Mutex
 	f          *os.File
+	dir        *os.File // the pool's directory, to remove the file on Release
 }
 
 // Base is the first host id of the lease.
@@ -276,6 +277,14 @@ func (l *Lease) Release() error {
 	if l.f == nil {
 		return nil
 	}
+	// The file goes while the lock is still held, so that the pool's
+	// directory keeps one file per live lease; tryLock makes sure a
+	// racing Acquire that still opened it does not take it for a lease.
+	if l.dir != nil {
+		_ = unix.Unlinkat(int(l.dir.Fd()), lockName(l.base, l.size), 0)
+		l.dir.Close()
+		l.dir = nil
+	}
 	err := unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
@@ -292,6 +301,10 @@ func (l *Lease) Close() error {
 	defer l.mu.Unlock()
 	if l.f == nil {
 		return nil
+	}
+	if l.dir != nil {
+		l.dir.Close()
+		l.dir = nil
 	}
 	err := l.f.Close()
 	l.f = nil
@@ -355,7 +368,20 @@ func tryLock(dir *os.File, base, size uint32) (*Lease, error) {
 	}
 	switch err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err {
 	case nil:
-		return &Lease{base: base, size: size, f: f}, nil
+		// The holder that released it may have removed the name after we
+		// opened it: a lock on a file no longer in the directory is no lease.
+		var mine, named unix.Stat_t
+		if unix.Fstat(fd, &mine) != nil || unix.Fstatat(int(dir.Fd()), name, &named, unix.AT_SYMLINK_NOFOLLOW) != nil ||
+			mine.Ino != named.Ino || mine.Dev != named.Dev {
+			f.Close()
+			return nil, nil
+		}
+		keep, err := unix.FcntlInt(dir.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", name, err)
+		}
+		return &Lease{base: base, size: size, f: f, dir: os.NewFile(uintptr(keep), dir.Name())}, nil
 	case unix.EWOULDBLOCK:
 		f.Close()
 		return nil, nil

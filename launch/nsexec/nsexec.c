@@ -89,6 +89,21 @@
 #define NX_MAX_ENTRIES 256
 #define NX_CLEANUP_MS 5000
 
+/* Build with CGO_CFLAGS=-DNX_TIMING to see where a start spends its time
+ * (bench/run.sh's breakdown). */
+#ifdef NX_TIMING
+#define NX_T(label)                                                                              \
+	do {                                                                                     \
+		struct timespec nx_ts;                                                           \
+		clock_gettime(CLOCK_MONOTONIC, &nx_ts);                                          \
+		fprintf(stderr, "nx %d %ld.%06ld %s\n", getpid(), (long)nx_ts.tv_sec, nx_ts.tv_nsec / 1000, label); \
+	} while (0)
+#else
+#define NX_T(label) \
+	do {        \
+	} while (0)
+#endif
+
 static int nx_sock = -1;
 static const char *nx_fault;
 
@@ -258,6 +273,7 @@ static void nx_exec_workload(char **argv, int nfds, unsigned long long keep) {
 		if (!found)
 			nx_die(BPFGATE_EXIT_NOTFOUND, "command \"%s\" not found in the workload's PATH", argv[0]);
 	}
+	NX_T("workload: exec");
 	nx_send(BPFGATE_MSG_EXEC);
 	execv(cmd, argv);
 	int err = errno;
@@ -457,6 +473,7 @@ static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char 
 	if (r != 1)
 		_exit(BPFGATE_EXIT_SETUP); /* the supervisor went away */
 	/* Become root of the new user namespace (the host range's first id). */
+	NX_T("init: maps written");
 	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "become root of the user namespace: %s", strerror(errno));
 	/* The credential change cleared these: set them again, then make sure
@@ -470,11 +487,14 @@ static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char 
 
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "cgroup namespace: %s", strerror(errno));
+	NX_T("init: build root");
 	nx_build_root(own_net);
+	NX_T("init: root built");
 	if (own_net)
 		nx_lo_up();
 
 	int mfd = nx_delegate();
+	NX_T("init: bpffs received");
 	nx_fault_at("attach");
 	if (syscall(SYS_move_mount, mfd, "", AT_FDCWD, target, NX_MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "mount bpffs on %s: %s", target, strerror(errno));
@@ -492,6 +512,7 @@ static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char 
 		nx_die(BPFGATE_EXIT_SETUP, "fork: %s", strerror(errno));
 	if (child == 0)
 		nx_exec_workload(argv, nfds, keep);
+	NX_T("init: forked");
 	close(nx_sock);
 	nx_sock = -1;
 	for (int i = 3; i < 3 + nfds; i++)
@@ -515,6 +536,7 @@ static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char 
 				break;
 			if (p != child)
 				continue;
+			NX_T("init: workload exited");
 			if (WIFSIGNALED(status))
 				_exit(128 + WTERMSIG(status));
 			_exit(WEXITSTATUS(status));
@@ -600,6 +622,7 @@ static void nx_supervise(char **argv) {
 	if (*end)
 		nx_die(BPFGATE_EXIT_SETUP, "bad capability mask \"%s\"", caps);
 	int own_net = strcmp(net, "host") != 0;
+	NX_T("supervisor: start");
 
 	/* Nothing of this must reach the workload. */
 	char map_u[4096], map_g[4096], tgt[4096], name[256];
@@ -636,6 +659,7 @@ static void nx_supervise(char **argv) {
 	ca.exit_signal = SIGCHLD;
 	ca.cgroup = (uint64_t)cgfd;
 	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+	NX_T(pid == 0 ? "init: cloned" : "supervisor: cloned");
 	if (pid < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "clone the sandbox: %s", strerror(errno));
 	if (pid == 0) {
@@ -681,6 +705,7 @@ static void nx_supervise(char **argv) {
 			if (waitid(P_PIDFD, pidfd, &si, WEXITED) < 0)
 				continue;
 			code = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+			NX_T("supervisor: sandbox ended");
 			break;
 		}
 		if (lifefd >= 0 && pfds[1].revents) {
@@ -697,6 +722,7 @@ static void nx_supervise(char **argv) {
 	}
 	if (nx_cgroup_remove(cgfd, cgparent, name) < 0)
 		fprintf(stderr, "bpfgate: remove the workload's cgroup %s: %s\n", name, strerror(errno));
+	NX_T("supervisor: cgroup removed");
 	_exit(code);
 }
 
