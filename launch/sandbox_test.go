@@ -205,6 +205,29 @@ func unifiedCgroup(t *testing.T, pid string) string {
 	return ""
 }
 
+// ownCgroup returns the root of pid's cgroup namespace, relative to the
+// host's cgroup2 root: where the cgroup2 mount on its /sys/fs/cgroup is
+// rooted (mountinfo shows it relative to the reader's cgroup namespace).
+// Without such a mount, its cgroup from /proc/PID/cgroup.
+func ownCgroup(t *testing.T, pid int) string {
+	t.Helper()
+	cg := unifiedCgroup(t, strconv.Itoa(pid))
+	ms, err := mountinfo.PidMountInfo(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.FSType == "cgroup2" && m.Mountpoint == "/sys/fs/cgroup" {
+			if m.Root != cg && !strings.HasPrefix(cg, strings.TrimSuffix(m.Root, "/")+"/") {
+				t.Errorf("the workload's /sys/fs/cgroup shows cgroup %s, which does not hold the workload's cgroup %s", m.Root, cg)
+			}
+			return m.Root
+		}
+	}
+	t.Errorf("the workload has no cgroup2 mount on /sys/fs/cgroup (its cgroup is %s)", cg)
+	return cg
+}
+
 // cgroupTree lists the cgroup2 directories at and below dir, depth levels
 // down, by device and inode.
 func cgroupTree(dir string, depth int) map[[2]uint64]string {
@@ -362,6 +385,23 @@ func TestSandboxCgroup(t *testing.T) {
 
 	marker := randomMarker(t)
 	r := startWorkload(t, "cgroup", netConfig(t), "sandbox-cgroup", markerEnv+"="+marker)
+	var who cgroupReport
+	r.read(t, &who)
+	pid := findHostPid(t, marker, who.PidNS, who.Pid)
+
+	// The workload's own cgroup, seen from the host before the attack: the
+	// root of its cgroup namespace, which its /sys/fs/cgroup shows.
+	own := ownCgroup(t, pid)
+	mine := unifiedCgroup(t, "self")
+	ownDir := filepath.Join(hostRoot, own)
+	var subtree map[[2]uint64]string
+	if own == mine || own == "/" {
+		t.Errorf("the workload's cgroup is %s, the cgroup of the process that started it (%s): it has no cgroup of its own", own, mine)
+	} else {
+		subtree = cgroupTree(ownDir, 8)
+	}
+
+	r.in.Write([]byte("\n"))
 	var rep cgroupReport
 	r.read(t, &rep)
 	progIDs = rep.ProgIDs
@@ -369,18 +409,6 @@ func TestSandboxCgroup(t *testing.T) {
 	if len(rep.ProgIDs) != 2 {
 		r.wait(t)
 		t.Fatalf("the workload could not load its cgroup_skb programs, so this test proves nothing: %v", rep.Errors)
-	}
-
-	// The workload's own cgroup, seen from the host, while it runs.
-	pid := findHostPid(t, marker, rep.PidNS, rep.Pid)
-	own := unifiedCgroup(t, strconv.Itoa(pid))
-	mine := unifiedCgroup(t, "self")
-	ownDir := filepath.Join(hostRoot, own)
-	var subtree map[[2]uint64]string
-	if own == mine || own == "/" {
-		t.Errorf("the workload runs in cgroup %s, the cgroup of the process that started it (%s): it has no cgroup of its own", own, mine)
-	} else {
-		subtree = cgroupTree(ownDir, 8)
 	}
 	for _, d := range rep.Dirs {
 		var how []string

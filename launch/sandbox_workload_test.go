@@ -144,14 +144,18 @@ func cgroupCandidates() []string {
 // BPF_PROG_ATTACH, to every cgroup2 directory it can open: the usual mount
 // points, what mountinfo lists, pid 1's root, a cgroup2 mount of its own,
 // and all of those again after unmounting /sys/fs/cgroup and /sys. It
-// reports, then waits for a line on stdin so that the test can look at its
-// cgroup while it runs.
+// first reports who it is and waits for a line on stdin, so that the test
+// can look at its cgroup before the attack; then it reports the attack and
+// waits for another line, so that the test can look while it runs.
 func cgroupAttack() any {
 	rep := cgroupReport{Tried: map[string]string{}, Pid: os.Getpid()}
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/ns/pid", &st); err == nil {
 		rep.PidNS = st.Ino
 	}
+	stdin := bufio.NewReader(os.Stdin)
+	json.NewEncoder(os.Stdout).Encode(rep)
+	stdin.ReadString('\n')
 	// Two programs that pass every packet: one attached through
 	// BPF_PROG_ATTACH, which outlives the process, one through links.
 	raw, rawID, err := loadProg(ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress, 1)
@@ -218,7 +222,7 @@ func cgroupAttack() any {
 	ownMount("after umount")
 	attachAll("after umount")
 	json.NewEncoder(os.Stdout).Encode(rep)
-	bufio.NewReader(os.Stdin).ReadString('\n')
+	stdin.ReadString('\n')
 	for _, l := range keep {
 		l.Close()
 	}
