@@ -338,7 +338,13 @@ static void nx_rebuild(const char *dir, const char *stage, const char *const *sk
 		snprintf(path, sizeof(path), "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, de->d_name);
 		snprintf(ents[n].name, sizeof(ents[n].name), "%s", de->d_name);
 		ents[n].tree = -1;
-		if (de->d_type == DT_DIR || de->d_type == DT_REG) {
+		unsigned char type = de->d_type;
+		if (type == DT_UNKNOWN) {
+			struct stat st;
+			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+				type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+		}
+		if (type == DT_DIR || type == DT_REG) {
 			ents[n].tree = syscall(SYS_open_tree, AT_FDCWD, path, NX_OPEN_TREE_CLONE | NX_OPEN_TREE_CLOEXEC | NX_AT_RECURSIVE | AT_SYMLINK_NOFOLLOW);
 			if (ents[n].tree < 0)
 				nx_die(BPFGATE_EXIT_SETUP, "clone mount tree %s: %s", path, strerror(errno));
@@ -609,6 +615,9 @@ static void nx_supervise(char **argv) {
 		_exit(BPFGATE_EXIT_SETUP);
 	}
 	int base = 3 + nfds;
+	/* bpfgate's own caller may have left fds open without close-on-exec:
+	 * none of them is for the supervisor, let alone the sandbox. */
+	syscall(SYS_close_range, base + BPFGATE_SANDBOX_NCTL, ~0U, 0);
 	nx_sock = base + BPFGATE_SANDBOX_SOCK;
 	int lifefd = base + BPFGATE_SANDBOX_LIFE;
 	int cgfd = base + BPFGATE_SANDBOX_CGROUP;
