@@ -81,7 +81,7 @@ func ServeDelegation(sock int, opts Options) error {
 // received is closed before it returns. sock must be SOCK_SEQPACKET.
 func ServeDelegationTo(sock int, opts Options, owner *os.File) error {
 	if owner != nil {
-		own, err := sameNS(owner, "/proc/self/ns/user")
+		own, err := sys.SameFile(owner, "/proc/self/ns/user")
 		if err != nil {
 			return &StepError{StepConfig, err}
 		}
@@ -257,17 +257,6 @@ func fdKind(fd int) (string, error) {
 		return "", err
 	}
 	return string(buf[:n]), nil
-}
-
-func sameNS(f *os.File, path string) (bool, error) {
-	var a, b unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
-		return false, fmt.Errorf("stat %s: %w", f.Name(), err)
-	}
-	if err := unix.Stat(path, &b); err != nil {
-		return false, fmt.Errorf("stat %s: %w", path, err)
-	}
-	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }
 
 // peerError turns what the peer sent into an error. The peer may be

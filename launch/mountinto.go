@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/internal/sys"
 	"github.com/bpfgate/bpfgate/launch/nsexec"
 )
 
@@ -65,7 +66,7 @@ func MountIntoDir(p *Process, dir *os.File, opts bpffs.Options) error {
 		return err
 	}
 	defer owner.Close()
-	if same, err := sameFile(owner, "/proc/self/ns/user"); err != nil {
+	if same, err := sys.SameFile(owner, "/proc/self/ns/user"); err != nil {
 		return err
 	} else if same {
 		return fmt.Errorf("pid %d: %w", pid, ErrSharedUserNS)
@@ -127,15 +128,4 @@ func enterEnv() []string {
 		env = append(env, nsexec.EnvFault+"="+v)
 	}
 	return env
-}
-
-func sameFile(f *os.File, path string) (bool, error) {
-	var a, b unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
-		return false, fmt.Errorf("stat %s: %w", f.Name(), err)
-	}
-	if err := unix.Stat(path, &b); err != nil {
-		return false, fmt.Errorf("stat %s: %w", path, err)
-	}
-	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }

@@ -1,7 +1,6 @@
 package preload_test
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,20 +26,7 @@ func TestSymlinkSwapCannotRedirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	pinAt := func(path string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		c, err := m.Clone()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Pin(path); err != nil && !errors.Is(err, os.ErrExist) {
-			t.Fatalf("pin %s: %v", path, err)
-		}
-	}
+	pinAt := func(path string) { testutil.PinClone(t, m, path) }
 	trees := []string{"pins/other/m", "pins/@staging/left/m"}
 
 	// The root-only bpffs, where a redirected apply would do its damage.

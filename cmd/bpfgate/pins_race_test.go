@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,20 +26,7 @@ func TestPinCommandsResistSymlinkSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	pinAt := func(path string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		c, err := m.Clone()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Pin(path); err != nil && !errors.Is(err, os.ErrExist) {
-			t.Fatalf("pin %s: %v", path, err)
-		}
-	}
+	pinAt := func(path string) { testutil.PinClone(t, m, path) }
 	names := []string{"tree/m", "a", "secret"}
 	victim := filepath.Join(testutil.PublicDir(t), "bpf")
 	if err := os.Mkdir(victim, 0o755); err != nil {

@@ -2,6 +2,7 @@ package sys
 
 import (
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,4 +69,17 @@ func RecvFDs(sock int, buf []byte) (msg []byte, fds []int, err error) {
 		}
 		return buf[:n], fds, nil
 	}
+}
+
+// SameFile reports whether f and the file at path are one inode (two views
+// of one namespace, say).
+func SameFile(f *os.File, path string) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
+		return false, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if err := unix.Stat(path, &b); err != nil {
+		return false, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino, nil
 }

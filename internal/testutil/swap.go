@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -141,4 +143,21 @@ func (l *SymlinkLab) Swap(tb testing.TB, names ...string) (stop func() int) {
 	}
 	tb.Cleanup(func() { stop() })
 	return stop
+}
+
+// PinClone pins a clone of m at path, making the directories above it; a
+// pin already there is fine.
+func PinClone(tb testing.TB, m *ebpf.Map, path string) {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	c, err := m.Clone()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Pin(path); err != nil && !errors.Is(err, os.ErrExist) {
+		tb.Fatalf("pin %s: %v", path, err)
+	}
 }
