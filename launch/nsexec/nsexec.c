@@ -532,7 +532,10 @@ static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char 
 		if (sig < 0)
 			continue;
 		if (sig != SIGCHLD) {
-			kill(child, sig);
+			/* A terminal's signals (SI_KERNEL) reach the workload by
+			 * themselves: it is in the foreground process group too. */
+			if (si.si_code != SI_KERNEL)
+				kill(child, sig);
 			continue;
 		}
 		for (;;) {
@@ -725,7 +728,7 @@ static void nx_supervise(char **argv) {
 		}
 		if (pfds[2].revents) {
 			struct signalfd_siginfo si;
-			if (read(sigfd, &si, sizeof(si)) == sizeof(si))
+			if (read(sigfd, &si, sizeof(si)) == sizeof(si) && si.ssi_code != SI_KERNEL)
 				syscall(SYS_pidfd_send_signal, pidfd, si.ssi_signo, NULL, 0);
 		}
 	}
