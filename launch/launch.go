@@ -64,6 +64,12 @@ type Config struct {
 	// PreserveFDs passes the caller's fds 3 to 3+PreserveFDs-1 on to the
 	// workload, as runc and podman do; every other fd is closed.
 	PreserveFDs int
+	// AllowUnixSockets lets the workload make unix sockets (socketpair's
+	// are always allowed). Off by default: files are shared with the host,
+	// so a unix socket reaches outside the sandbox, and BPF objects passed
+	// through it can be attached there by anyone (the kernel checks the
+	// token when an object is made, not when it is attached).
+	AllowUnixSockets bool
 	// AllowSystemIDs permits UIDMap and GIDMap to map host ids of system
 	// users and groups (below 1000, or listed in /etc/passwd or /etc/group).
 	AllowSystemIDs bool
@@ -310,7 +316,8 @@ func Start(cfg Config) (*Workload, error) {
 			nsexec.EnvNet+"="+net,
 			nsexec.EnvTarget+"="+path,
 			nsexec.EnvCaps+"="+strconv.FormatUint(capMask(caps), 16),
-			nsexec.EnvCgName+"="+filepath.Base(sb.group.Path())),
+			nsexec.EnvCgName+"="+filepath.Base(sb.group.Path()),
+			nsexec.EnvUnix+"="+map[bool]string{true: "allow", false: "deny"}[cfg.AllowUnixSockets]),
 		Dir:        cfg.Dir,
 		Stdin:      cfg.Stdin,
 		Stdout:     cfg.Stdout,

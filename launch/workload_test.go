@@ -37,6 +37,8 @@ func runWorkload(kind string) int {
 		out = res
 	case "sandbox-net", "sandbox-cgroup", "sandbox-procs": // sandbox_workload_test.go
 		out = map[string]func() any{"sandbox-net": netAttack, "sandbox-cgroup": cgroupAttack, "sandbox-procs": procsAttack}[kind]()
+	case "pass-prog": // fdpass_test.go
+		out = passProg()
 	case "identity":
 		status, _ := os.ReadFile("/proc/self/status")
 		uidMap, _ := os.ReadFile("/proc/self/uid_map")

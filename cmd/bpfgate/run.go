@@ -23,6 +23,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		netMode        string
 		preserveFDs    int
 		allowSystemIDs bool
+		allowUnix      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- COMMAND [ARG...]",
@@ -90,6 +91,10 @@ by themselves. Exit status, signals and standard streams pass through.`,
 			}
 			cfg.PreserveFDs = preserveFDs
 			cfg.AllowSystemIDs = allowSystemIDs
+			cfg.AllowUnixSockets = allowUnix
+			if allowUnix && !quiet {
+				fmt.Fprintln(os.Stderr, "bpfgate: warning: --allow-unix-sockets: the workload can pass its BPF programs and maps out through a unix socket, where any local user can attach them")
+			}
 			if cfg.Net == launch.NetHost && !quiet {
 				fmt.Fprintln(os.Stderr, "bpfgate: warning: --net host: "+hostNetReach(names, r.set))
 			}
@@ -118,6 +123,7 @@ by themselves. Exit status, signals and standard streams pass through.`,
 	fl.StringSliceVar(&caps, "caps", nil, "capabilities kept inside the user namespace (default: CAP_BPF, plus CAP_NET_ADMIN or CAP_PERFMON where the delegated types need them)")
 	fl.StringVar(&netMode, "net", "none", "network: none (own network namespace with only lo) or host (the host's: the delegation then reaches host interfaces)")
 	fl.IntVar(&preserveFDs, "preserve-fds", 0, "pass this many extra fds (3, 4, ...) to the workload; every other fd is closed")
+	fl.BoolVar(&allowUnix, "allow-unix-sockets", false, "let the workload make unix sockets (through which its BPF objects can leave the sandbox)")
 	fl.BoolVar(&allowSystemIDs, "allow-system-ids", false, "allow --uid-map/--gid-map onto host ids of system users and groups")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "do not print delegation warnings, nor what --net host reaches")
 	fl.SetInterspersed(false)

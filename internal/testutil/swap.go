@@ -100,23 +100,8 @@ func (l *SymlinkLab) Swap(tb testing.TB, names ...string) (stop func() int) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// The thread is never unlocked: it dies with the goroutine instead
-		// of going back to the runtime with a foreign uid. The raw calls
-		// change this thread only, where the unix package's change all.
-		runtime.LockOSThread()
-		for _, c := range [][4]uintptr{
-			{unix.SYS_SETGROUPS, 0, 0, 0},
-			{unix.SYS_SETRESGID, Nobody, Nobody, Nobody},
-			{unix.SYS_SETRESUID, Nobody, Nobody, Nobody},
-		} {
-			if _, _, e := unix.RawSyscall(c[0], c[1], c[2], c[3]); e != 0 {
-				ready <- e
-				return
-			}
-		}
-		// Proof that the thread is unprivileged: root could write here.
-		if err := unix.Access("/etc/shadow", unix.W_OK); err == nil {
-			ready <- os.ErrPermission
+		if err := DropToNobody(); err != nil {
+			ready <- err
 			return
 		}
 		ready <- nil
@@ -160,4 +145,27 @@ func PinClone(tb testing.TB, m *ebpf.Map, path string) {
 	if err := c.Pin(path); err != nil && !errors.Is(err, os.ErrExist) {
 		tb.Fatalf("pin %s: %v", path, err)
 	}
+}
+
+// DropToNobody makes the calling goroutine's OS thread Nobody's (no
+// capabilities, no groups) for good: the thread stays locked, so it dies
+// with the goroutine instead of going back to the runtime with a foreign
+// uid. The raw calls change this thread only, where the unix package's
+// change every thread. Call it on a goroutine of its own.
+func DropToNobody() error {
+	runtime.LockOSThread()
+	for _, c := range [][4]uintptr{
+		{unix.SYS_SETGROUPS, 0, 0, 0},
+		{unix.SYS_SETRESGID, Nobody, Nobody, Nobody},
+		{unix.SYS_SETRESUID, Nobody, Nobody, Nobody},
+	} {
+		if _, _, e := unix.RawSyscall(c[0], c[1], c[2], c[3]); e != 0 {
+			return e
+		}
+	}
+	// Proof that the thread is unprivileged: root could write here.
+	if err := unix.Access("/etc/shadow", unix.W_OK); err == nil {
+		return os.ErrPermission
+	}
+	return nil
 }

@@ -23,7 +23,11 @@
 #include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -234,7 +238,54 @@ static void nx_forward_set(sigset_t *set) {
 		sigaddset(set, nx_forwarded[i]);
 }
 
-static void nx_exec_workload(char **argv, int nfds, unsigned long long keep) {
+#if defined(__x86_64__)
+#define NX_AUDIT_ARCH AUDIT_ARCH_X86_64
+#define NX_X32_BIT 0x40000000
+#elif defined(__aarch64__)
+#define NX_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#define NX_X32_BIT 0
+#endif
+
+/*
+ * nx_seccomp keeps the workload's BPF objects inside the sandbox. The
+ * kernel checks the token when an object is made, not when another process
+ * uses it: a program fd passed out over a unix socket lets any local user
+ * attach it, an XDP program to a host interface say. Files are shared with
+ * the host, so a unix socket in /tmp reaches out; the workload may therefore
+ * make no unix socket but socketpair()'s, and no io_uring, which makes
+ * sockets past seccomp. Everything else is allowed.
+ */
+static int nx_seccomp(void) {
+#ifdef NX_AUDIT_ARCH
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NX_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		/* x32 calls (nr | NX_X32_BIT) would dodge the numbers below */
+		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NX_X32_BIT ? NX_X32_BIT : 0xffffffff, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 3, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_enter, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_register, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 1, 4),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+static void nx_exec_workload(char **argv, int nfds, unsigned long long keep, int allow_unix) {
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -249,6 +300,8 @@ static void nx_exec_workload(char **argv, int nfds, unsigned long long keep) {
 		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
 			nx_die(BPFGATE_EXIT_SETUP, "drop capability %d from the bounding set: %s", c, strerror(errno));
 	}
+	if (!allow_unix && nx_seccomp() < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "seccomp filter: %s", strerror(errno));
 	nx_fault_at("exec");
 	const char *cmd = argv[0];
 	char cand[4096];
@@ -470,7 +523,7 @@ static void nx_lo_up(void) {
 }
 
 /* nx_init is pid 1 of the sandbox. */
-static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char *target, unsigned long long keep) {
+static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char *target, unsigned long long keep, int allow_unix) {
 	char b;
 	ssize_t r;
 	do
@@ -517,7 +570,7 @@ static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char 
 	if (child < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "fork: %s", strerror(errno));
 	if (child == 0)
-		nx_exec_workload(argv, nfds, keep);
+		nx_exec_workload(argv, nfds, keep, allow_unix);
 	NX_T("init: forked");
 	close(nx_sock);
 	nx_sock = -1;
@@ -634,6 +687,8 @@ static void nx_supervise(char **argv) {
 	if (*end)
 		nx_die(BPFGATE_EXIT_SETUP, "bad capability mask \"%s\"", caps);
 	int own_net = strcmp(net, "host") != 0;
+	const char *unix_s = getenv(BPFGATE_ENV_UNIX);
+	int allow_unix = unix_s && strcmp(unix_s, "allow") == 0;
 	NX_T("supervisor: start");
 
 	/* Nothing of this must reach the workload. */
@@ -643,7 +698,7 @@ static void nx_supervise(char **argv) {
 	snprintf(tgt, sizeof(tgt), "%s", target);
 	snprintf(name, sizeof(name), "%s", cgname);
 	const char *vars[] = {BPFGATE_ENV_MODE, BPFGATE_ENV_NFDS, BPFGATE_ENV_UIDMAP, BPFGATE_ENV_GIDMAP, BPFGATE_ENV_NET,
-			      BPFGATE_ENV_TARGET, BPFGATE_ENV_CAPS, BPFGATE_ENV_CGNAME, BPFGATE_ENV_FAULT};
+			      BPFGATE_ENV_TARGET, BPFGATE_ENV_CAPS, BPFGATE_ENV_CGNAME, BPFGATE_ENV_UNIX, BPFGATE_ENV_FAULT};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 
@@ -682,7 +737,7 @@ static void nx_supervise(char **argv) {
 		close(cgparent);
 		close(base + BPFGATE_SANDBOX_LEASE);
 		sigprocmask(SIG_UNBLOCK, &fwd, NULL);
-		nx_init(argv + 1, nfds, sync[0], own_net, tgt, keep);
+		nx_init(argv + 1, nfds, sync[0], own_net, tgt, keep, allow_unix);
 		_exit(BPFGATE_EXIT_SETUP);
 	}
 	close(sync[0]);

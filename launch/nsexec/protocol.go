@@ -11,6 +11,7 @@ const (
 	EnvTarget = "_BPFGATE_TARGET"
 	EnvCaps   = "_BPFGATE_CAPS"
 	EnvCgName = "_BPFGATE_CGNAME"
+	EnvUnix   = "_BPFGATE_UNIX"
 	EnvFault  = "BPFGATE_FAULT"
 
 	ModeSandbox = "sandbox"

@@ -13,6 +13,7 @@
 #define BPFGATE_ENV_TARGET "_BPFGATE_TARGET"  /* where the bpffs goes inside */
 #define BPFGATE_ENV_CAPS "_BPFGATE_CAPS"      /* bounding set to keep, hex */
 #define BPFGATE_ENV_CGNAME "_BPFGATE_CGNAME"  /* the cgroup's name in its parent */
+#define BPFGATE_ENV_UNIX "_BPFGATE_UNIX"      /* "allow": the workload may make unix sockets */
 #define BPFGATE_ENV_FAULT "BPFGATE_FAULT"     /* tests: SIGKILL self at this step */
 
 #define BPFGATE_MODE_SANDBOX "sandbox"
