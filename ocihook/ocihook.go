@@ -33,7 +33,7 @@ var (
 	// ErrNotAllowed means the host does not define the requested profile.
 	ErrNotAllowed = errors.New("profile not allowed by the host")
 	// ErrNoUserNS means the container shares the host's user namespace.
-	ErrNoUserNS = errors.New("the container has no user namespace of its own, so no BPF token can work in it: run it with one (podman run --userns=auto, or --uidmap/--gidmap with a host id range no other container uses)")
+	ErrNoUserNS = errors.New("the container has no user namespace of its own, so no BPF token can work in it: run it with one (podman run --userns=auto:size=65536, or --uidmap/--gidmap with a host id range no other container uses)")
 	// ErrMissingCaps means the container cannot hold the capabilities its
 	// token needs.
 	ErrMissingCaps = errors.New("the container lacks capabilities its BPF token needs")

@@ -81,7 +81,7 @@ mounts the profile's delegated bpffs in the container. The container needs a
 user namespace of its own and CAP_BPF (plus what the profile's types need).`,
 		Example: `  bpfgate cdi generate
   bpfgate oci-hook seccomp
-  podman run --uidmap 0:100000:65536 --gidmap 0:100000:65536 --cap-add bpf \
+  podman run --userns=auto:size=65536 --cap-add bpf \
     --security-opt seccomp=/etc/bpfgate/seccomp.json --device bpfgate.dev/bpf=demo IMAGE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -206,7 +206,7 @@ namespace of its own and the capabilities the token needs.`,
 'bpfgate oci-hook' at the createRuntime stage for every container annotated
 with ` + ocihook.ProfileAnnotation + `=PROFILE. For runtimes without CDI.`,
 		Example: `  bpfgate oci-hook hooks-d
-  podman run --annotation io.bpfgate.profile=demo --cap-add bpf --uidmap 0:100000:65536 --gidmap 0:100000:65536 IMAGE`,
+  podman run --annotation io.bpfgate.profile=demo --cap-add bpf --userns=auto:size=65536 IMAGE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			hook, err := hf.hook(g)
