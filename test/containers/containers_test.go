@@ -360,6 +360,8 @@ func TestPodmanRefusals(t *testing.T) {
 		{"profile the host does not define", append(e.userns(), "--hooks-dir", e.hooks, "--annotation", "io.bpfgate.profile=net"),
 			`profile not allowed by the host: unknown profile "net" (known: demo, linked, xdp)`},
 		{"unknown CDI device", append(e.userns(), "--device", "bpfgate.dev/bpf=net"), "bpfgate.dev/bpf=net"},
+		{"two devices", append(e.userns(), "--cap-add", "net_admin", "--device", "bpfgate.dev/bpf=demo", "--device", "bpfgate.dev/bpf=xdp"),
+			"/sys/fs/bpf: a bpffs is already mounted there (one bpfgate device per container)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := bpfMounts(t)
