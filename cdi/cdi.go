@@ -1,16 +1,19 @@
 package cdi
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"sigs.k8s.io/yaml"
 	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
 	"tags.cncf.io/container-device-interface/pkg/parser"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/internal/atomicfile"
 	"github.com/bpfgate/bpfgate/ocihook"
 )
 
@@ -85,21 +88,35 @@ func Spec(profiles []delegate.Profile, hook Hook) (*cdispec.Spec, error) {
 }
 
 // Write validates spec with the CDI packages and writes it to path
-// atomically (YAML for .yaml, else JSON).
+// atomically (YAML for .yaml, else JSON), through a fresh temporary file in
+// the same directory: a runtime reading the directory sees the old spec or
+// the new one. A path that is a symlink is refused.
 func Write(spec *cdispec.Spec, path string) error {
-	if !filepath.IsAbs(path) {
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return err
-		}
-		path = abs
+	ext := filepath.Ext(path)
+	if ext != ".yaml" && ext != ".json" {
+		return fmt.Errorf("CDI spec %s: want a name ending in .yaml or .json (runtimes read no other files)", path)
 	}
-	cache, err := cdiapi.NewCache(cdiapi.WithSpecDirs(filepath.Dir(path)), cdiapi.WithAutoRefresh(false))
+	var data []byte
+	var err error
+	if ext == ".yaml" {
+		data, err = yaml.Marshal(spec)
+		data = append([]byte("---\n"), data...)
+	} else {
+		data, err = json.Marshal(spec)
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("CDI spec: %w", err)
 	}
-	if err := cache.WriteSpec(spec, filepath.Base(path)); err != nil {
-		return fmt.Errorf("write CDI spec %s: %w", path, err)
+	// The runtime's own reader checks the file before it replaces the old
+	// spec.
+	validate := func(tmp string) error {
+		if _, err := cdiapi.ReadSpec(tmp, 0); err != nil {
+			return fmt.Errorf("%s would not be a valid spec: %w", path, err)
+		}
+		return nil
+	}
+	if err := atomicfile.WriteChecked(path, data, 0o644, validate); err != nil {
+		return fmt.Errorf("write CDI spec: %w", err)
 	}
 	return nil
 }

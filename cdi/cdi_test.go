@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
 	"github.com/bpfgate/bpfgate/cdi"
 	"github.com/bpfgate/bpfgate/delegate"
 )
@@ -66,5 +68,62 @@ func TestSpecErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+func TestWriteRefuses(t *testing.T) {
+	spec, err := cdi.Spec(delegate.BuiltinProfiles(), cdi.Hook{Path: "/usr/local/bin/bpfgate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "root only\n"
+	for _, tc := range []struct {
+		name  string
+		file  string
+		spec  *cdispec.Spec
+		plant func(t *testing.T, path, victim string)
+		want  string // "" for success
+	}{
+		{"pre-planted PATH.tmp symlink", "bpfgate.yaml", spec, func(t *testing.T, path, victim string) {
+			if err := os.Symlink(victim, path+".tmp"); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+		{"json", "bpfgate.json", spec, nil, ""},
+		{"target is a symlink", "bpfgate.yaml", spec, func(t *testing.T, path, victim string) {
+			if err := os.Symlink(victim, path); err != nil {
+				t.Fatal(err)
+			}
+		}, "is a symbolic link"},
+		{"no extension", "bpfgate", spec, nil, "want a name ending in .yaml or .json"},
+		{"invalid spec", "bpfgate.yaml", &cdispec.Spec{Version: "0.3.0", Kind: "nokind"}, nil, "would not be a valid spec"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), tc.file)
+			victim := filepath.Join(t.TempDir(), "victim")
+			if err := os.WriteFile(victim, []byte(secret), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.plant != nil {
+				tc.plant(t, path, victim)
+			}
+			err := cdi.Write(tc.spec, path)
+			if data, _ := os.ReadFile(victim); string(data) != secret {
+				t.Errorf("victim written: %q", data)
+			}
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("got %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			devs, errs, err := cdi.List(filepath.Dir(path))
+			if err != nil || len(errs) != 0 || len(devs) != 3 {
+				t.Fatalf("list: %v %v %+v", err, errs, devs)
+			}
+		})
 	}
 }

@@ -9,6 +9,13 @@
 // policy (the profile must be one the host defines, the container needs a
 // user namespace of its own and the capabilities the token needs), and
 // mounts the profile's bpffs on the container's rootfs through
-// launch.MountInto. The profile comes from the hook's arguments (a CDI
+// launch.MountIntoDir. The profile comes from the hook's arguments (a CDI
 // device) or from the io.bpfgate.profile annotation (an OCI hooks.d entry).
+//
+// Before pivot_root the init process's root is still the host's, so the
+// profile's path is never resolved from it: the hook opens the rootfs
+// (config.json root.path) from that root without following any symlink,
+// then resolves the path below the rootfs with RESOLVE_IN_ROOT, as the
+// container itself will see it. A symlink in the image cannot send the mount
+// to a host directory; a path that does not exist in the image is refused.
 package ocihook

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/delegate"
@@ -33,13 +34,25 @@ var (
 	// ErrNotAllowed means the host does not define the requested profile.
 	ErrNotAllowed = errors.New("profile not allowed by the host")
 	// ErrNoUserNS means the container shares the host's user namespace.
-	ErrNoUserNS = errors.New("the container has no user namespace of its own, so no BPF token can work in it: run it with one (podman run --uidmap 0:100000:65536 --gidmap 0:100000:65536, or --userns=auto)")
+	ErrNoUserNS = errors.New("the container has no user namespace of its own, so no BPF token can work in it: run it with one (podman run --userns=auto:size=65536, or --uidmap/--gidmap with a host id range no other container uses)")
 	// ErrMissingCaps means the container cannot hold the capabilities its
 	// token needs.
 	ErrMissingCaps = errors.New("the container lacks capabilities its BPF token needs")
 	// ErrAlreadyMounted means a bpffs is already mounted where the profile
 	// puts one, e.g. when a container asks for two bpfgate devices.
 	ErrAlreadyMounted = errors.New("a bpffs is already mounted there (one bpfgate device per container)")
+	// ErrRootfs means the container's rootfs cannot be opened safely: its
+	// path contains a symlink or does not name a directory.
+	ErrRootfs = errors.New("cannot open the container's rootfs")
+	// ErrNoTarget means the profile's path does not exist, as a directory,
+	// inside the container's rootfs.
+	ErrNoTarget = errors.New("the profile's path is not a directory in the container's image: create it in the image (e.g. RUN mkdir -p PATH)")
+	// ErrOutsideRootfs means the profile's path resolved to a directory
+	// that is not below the container's rootfs.
+	ErrOutsideRootfs = errors.New("the profile's path leads out of the container's rootfs")
+	// ErrRootTarget means the profile's path resolved to the container's
+	// root directory itself.
+	ErrRootTarget = errors.New("the profile's path resolves to the container's root directory")
 )
 
 // ReadState decodes the OCI state a runtime passes to a hook on stdin.
@@ -105,7 +118,7 @@ type Result struct {
 	Profile   string        `json:"profile"`
 	Pid       int           `json:"pid"`
 	Path      string        `json:"path"`   // inside the container
-	Target    string        `json:"target"` // before pivot_root
+	Target    string        `json:"target"` // the path under the rootfs, before pivot_root
 	Options   string        `json:"options"`
 	Took      time.Duration `json:"took_ns"`
 }
@@ -135,17 +148,130 @@ func Check(req *Request) error {
 	return nil
 }
 
-// Target is where the bpffs goes as the runtime sees it before pivot_root:
-// the profile's path under the container's rootfs.
-func Target(st *specs.State, spec *specs.Spec, inside string) (string, error) {
+// RootfsPath is the container's rootfs as the runtime sees it before
+// pivot_root: config.json's root.path, relative to the bundle unless it is
+// absolute.
+func RootfsPath(st *specs.State, spec *specs.Spec) (string, error) {
 	if spec.Root == nil || spec.Root.Path == "" {
-		return "", errors.New("config.json has no root.path")
+		return "", fmt.Errorf("%w: config.json has no root.path", ErrRootfs)
 	}
 	root := spec.Root.Path
 	if !filepath.IsAbs(root) {
 		root = filepath.Join(st.Bundle, root)
 	}
-	return filepath.Join(root, inside), nil
+	if !filepath.IsAbs(root) || filepath.Clean(root) == "/" {
+		return "", fmt.Errorf("%w: root.path %q (bundle %q): want a directory below /", ErrRootfs, spec.Root.Path, st.Bundle)
+	}
+	return filepath.Clean(root), nil
+}
+
+// OpenRootfs opens the container's rootfs (O_PATH) as the container's
+// init process p sees it before pivot_root, from p's root directory,
+// following no symlink: a rootfs path that contains one is refused.
+func OpenRootfs(p *launch.Process, rootfs string) (*os.File, error) {
+	root, err := p.OpenRoot()
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	fd, err := unix.Openat2(int(root.Fd()), strings.TrimPrefix(rootfs, "/"), &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("%w: %s contains a symlink (give the runtime the real path)", ErrRootfs, rootfs)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s: %w", ErrRootfs, rootfs, err)
+	}
+	return os.NewFile(uintptr(fd), rootfs), nil
+}
+
+// OpenTarget resolves inside, the profile's path as the container will see
+// it, below rootfs as if rootfs were "/": absolute symlinks and ".." in the
+// image stay inside it. The directory must exist in the image.
+func OpenTarget(rootfs *os.File, inside string) (*os.File, error) {
+	dir, err := launch.OpenInRoot(rootfs, inside)
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		return nil, fmt.Errorf("%s: %w", inside, ErrNoTarget)
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("%s: goes through a /proc magic link or too many symlinks in the image: %w", inside, err)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", inside, err)
+	}
+	if err := below(dir, rootfs); err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("%s: %w", inside, err)
+	}
+	// A symlink to "/" or ".." would put the bpffs over the whole rootfs.
+	if a, b := sameFile(dir, rootfs); a && b == nil {
+		dir.Close()
+		return nil, fmt.Errorf("%s: %w", inside, ErrRootTarget)
+	}
+	return dir, nil
+}
+
+// fileID names a directory across mounts.
+type fileID struct {
+	mnt, ino uint64
+	dev      uint64
+}
+
+func idOf(fd int) (fileID, error) {
+	var st unix.Statx_t
+	err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO|unix.STATX_MNT_ID, &st)
+	if err != nil {
+		return fileID{}, err
+	}
+	return fileID{st.Mnt_id, st.Ino, unix.Mkdev(st.Dev_major, st.Dev_minor)}, nil
+}
+
+func sameFile(a, b *os.File) (bool, error) {
+	x, err := idOf(int(a.Fd()))
+	if err != nil {
+		return false, err
+	}
+	y, err := idOf(int(b.Fd()))
+	return x == y, err
+}
+
+// below confirms that root is dir or one of its ancestors, walking ".."
+// from dir with file descriptors only. openat2 already confines the
+// resolution; this catches anything that would get past it.
+func below(dir, root *os.File) error {
+	want, err := idOf(int(root.Fd()))
+	if err != nil {
+		return err
+	}
+	cur, err := unix.FcntlInt(dir.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer func() { unix.Close(cur) }()
+	for range 4096 {
+		id, err := idOf(cur)
+		if err != nil {
+			return err
+		}
+		if id == want {
+			return nil
+		}
+		parent, err := unix.Openat(cur, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		unix.Close(cur)
+		cur = parent
+		pid, err := idOf(cur)
+		if err != nil {
+			return err
+		}
+		if pid == id { // the top of the mount tree
+			break
+		}
+	}
+	return ErrOutsideRootfs
 }
 
 // HostID maps an id inside the container to the host's through the
@@ -172,7 +298,7 @@ func Mount(req *Request) (*Result, error) {
 		return nil, err
 	}
 	st, p := req.State, req.Profile
-	target, err := Target(st, req.Spec, p.BPFFSPath())
+	rootfsPath, err := RootfsPath(st, req.Spec)
 	if err != nil {
 		return nil, err
 	}
@@ -193,21 +319,35 @@ func Mount(req *Request) (*Result, error) {
 		}
 		*o.dst = &h
 	}
-	mounts, err := bpffs.MountsOf(st.Pid, req.Names)
+	proc, err := launch.OpenProcess(st.Pid)
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range mounts {
-		if m.Path == target {
-			return nil, fmt.Errorf("%s: %w", p.BPFFSPath(), ErrAlreadyMounted)
-		}
+	defer proc.Close()
+	rootfs, err := OpenRootfs(proc, rootfsPath)
+	if err != nil {
+		return nil, err
 	}
-	if err := launch.MountInto(st.Pid, target, opts); err != nil {
+	defer rootfs.Close()
+	dir, err := OpenTarget(rootfs, p.BPFFSPath())
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(dir.Fd()), &fs); err != nil {
+		return nil, fmt.Errorf("%s: %w", p.BPFFSPath(), err)
+	}
+	if fs.Type == unix.BPF_FS_MAGIC {
+		return nil, fmt.Errorf("%s: %w", p.BPFFSPath(), ErrAlreadyMounted)
+	}
+	if err := launch.MountIntoDir(proc, dir, opts); err != nil {
 		if errors.Is(err, launch.ErrSharedUserNS) {
 			return nil, ErrNoUserNS
 		}
 		return nil, err
 	}
+	target := filepath.Join(rootfsPath, p.BPFFSPath())
 	return &Result{Container: st.ID, Profile: p.Name, Pid: st.Pid, Path: p.BPFFSPath(), Target: target,
 		Options: req.Names.FormatOptions(req.Delegation), Took: time.Since(start)}, nil
 }

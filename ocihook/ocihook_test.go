@@ -3,6 +3,8 @@ package ocihook
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -72,19 +74,22 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func TestTargetAndHostID(t *testing.T) {
+func TestRootfsPathAndHostID(t *testing.T) {
 	st := &specs.State{Bundle: "/run/b"}
 	for _, tc := range []struct{ root, want string }{
-		{"rootfs", "/run/b/rootfs/sys/fs/bpf"},
-		{"/var/lib/c/merged", "/var/lib/c/merged/sys/fs/bpf"},
+		{"rootfs", "/run/b/rootfs"},
+		{"/var/lib/c/merged", "/var/lib/c/merged"},
+		{"/var/lib/c/../c/merged/", "/var/lib/c/merged"},
 	} {
-		got, err := Target(st, &specs.Spec{Root: &specs.Root{Path: tc.root}}, "/sys/fs/bpf")
+		got, err := RootfsPath(st, &specs.Spec{Root: &specs.Root{Path: tc.root}})
 		if err != nil || got != tc.want {
 			t.Errorf("%s: %q %v", tc.root, got, err)
 		}
 	}
-	if _, err := Target(st, &specs.Spec{}, "/sys/fs/bpf"); err == nil {
-		t.Error("no root accepted")
+	for _, bad := range []*specs.Spec{{}, {Root: &specs.Root{Path: "/"}}, {Root: &specs.Root{Path: "../../.."}}} {
+		if _, err := RootfsPath(st, bad); !errors.Is(err, ErrRootfs) {
+			t.Errorf("%+v: %v", bad.Root, err)
+		}
 	}
 	maps := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 1000}, {ContainerID: 5000, HostID: 300000, Size: 10}}
 	for _, tc := range []struct {
@@ -95,6 +100,96 @@ func TestTargetAndHostID(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("HostID(%d) = %d %v", tc.in, got, ok)
 		}
+	}
+}
+
+// TestOpenRootfsAndTarget resolves profile paths in an image as the
+// container will see them: symlinks in the image never lead to the host.
+func TestOpenRootfsAndTarget(t *testing.T) {
+	host := t.TempDir() // a host directory an image points at
+	base := t.TempDir()
+	rootfs := filepath.Join(base, "rootfs")
+	for _, d := range []string{"sys/fs/bpf", "run/bpf", "etc"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"abs":    host, // absolute, to a host directory
+		"up":     "../../../" + filepath.Base(host),
+		"inside": "/run/bpf", // absolute, inside the image
+		"root":   "/",
+		"dotdot": "../../../..",
+		"magic":  "/proc/self/root",
+	} {
+		if err := os.Symlink(target, filepath.Join(rootfs, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "etc/file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(rootfs, filepath.Join(base, "linked")); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := launch.OpenProcess(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := OpenRootfs(p, filepath.Join(base, "linked")); !errors.Is(err, ErrRootfs) || !strings.Contains(err.Error(), "contains a symlink") {
+		t.Errorf("symlinked rootfs: %v", err)
+	}
+	if _, err := OpenRootfs(p, filepath.Join(base, "missing")); !errors.Is(err, ErrRootfs) {
+		t.Errorf("missing rootfs: %v", err)
+	}
+	root, err := OpenRootfs(p, rootfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	for _, tc := range []struct {
+		path string
+		want error
+		at   string // where it must resolve to
+	}{
+		{"/sys/fs/bpf", nil, "sys/fs/bpf"},
+		{"/inside", nil, "run/bpf"},
+		{"/abs", ErrNoTarget, ""},
+		{"/up", ErrNoTarget, ""},
+		{"/missing", ErrNoTarget, ""},
+		{"/etc/file", ErrNoTarget, ""},
+		{"/root", ErrRootTarget, ""},
+		{"/dotdot", ErrRootTarget, ""},
+		{"/magic", ErrNoTarget, ""}, // no /proc in this image
+	} {
+		dir, err := OpenTarget(root, tc.path)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.path, err, tc.want)
+		}
+		if err != nil {
+			continue
+		}
+		want, err := os.Open(filepath.Join(rootfs, tc.at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if same, err := sameFile(dir, want); !same || err != nil {
+			t.Errorf("%s resolved elsewhere than %s: %v", tc.path, tc.at, err)
+		}
+		want.Close()
+		dir.Close()
+	}
+
+	// The walk up refuses a directory that is not below the rootfs.
+	outside, err := os.Open(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outside.Close()
+	if err := below(outside, root); !errors.Is(err, ErrOutsideRootfs) {
+		t.Errorf("host directory: %v", err)
 	}
 }
 

@@ -16,27 +16,17 @@ import (
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/cdi"
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/internal/atomicfile"
 	"github.com/bpfgate/bpfgate/launch"
 	"github.com/bpfgate/bpfgate/ocihook"
 )
 
-// policy is what containers may receive: the config file's profiles, or
-// the built-in ones when the file defines none.
-func (g *globals) policy(names *delegate.Names) ([]delegate.Profile, error) {
-	ps, err := g.profiles(names)
-	if err != nil {
-		return nil, err
-	}
-	var fromFile []delegate.Profile
-	for _, p := range ps {
-		if !p.Builtin {
-			fromFile = append(fromFile, p)
-		}
-	}
-	if len(fromFile) > 0 {
-		return fromFile, nil
-	}
-	return ps, nil
+// policy is what workloads and containers may receive: exactly the
+// profiles of the config file when it exists, the built-in ones only when
+// there is no file at the default location.
+func (g *globals) policy(names *delegate.Names) (*delegate.Policy, error) {
+	optional := g.config == defaultConfig() && os.Getenv(configEnv) == ""
+	return delegate.LoadPolicy(g.config, names, optional)
 }
 
 // hookFlags are how a generated spec runs bpfgate.
@@ -85,13 +75,13 @@ func newCDICmd(g *globals) *cobra.Command {
 		Use:   "generate",
 		Short: "Write a CDI spec with one bpfgate.dev/bpf device per allowed profile",
 		Long: `Write a CDI spec with a device bpfgate.dev/bpf=PROFILE for each profile the
-host allows (those of the config file, or the built-in ones when it defines
-none). Each device runs 'bpfgate oci-hook' at the createRuntime stage, which
+host allows: those of the config file when it exists (none is an error), the
+built-in ones only when there is no file. Each device runs 'bpfgate oci-hook' at the createRuntime stage, which
 mounts the profile's delegated bpffs in the container. The container needs a
 user namespace of its own and CAP_BPF (plus what the profile's types need).`,
 		Example: `  bpfgate cdi generate
   bpfgate oci-hook seccomp
-  podman run --uidmap 0:100000:65536 --gidmap 0:100000:65536 --cap-add bpf \
+  podman run --userns=auto:size=65536 --cap-add bpf \
     --security-opt seccomp=/etc/bpfgate/seccomp.json --device bpfgate.dev/bpf=demo IMAGE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -99,15 +89,18 @@ user namespace of its own and CAP_BPF (plus what the profile's types need).`,
 			if err != nil {
 				return err
 			}
-			ps, err := g.policy(names)
+			pol, err := g.policy(names)
 			if err != nil {
 				return err
+			}
+			if len(pol.Profiles) == 0 {
+				return fmt.Errorf("%w: %s defines none, so there is no device to generate", delegate.ErrNoProfiles, pol.Path)
 			}
 			hook, err := hf.hook(g)
 			if err != nil {
 				return err
 			}
-			spec, err := cdi.Spec(ps, hook)
+			spec, err := cdi.Spec(pol.Profiles, hook)
 			if err != nil {
 				return err
 			}
@@ -213,7 +206,7 @@ namespace of its own and the capabilities the token needs.`,
 'bpfgate oci-hook' at the createRuntime stage for every container annotated
 with ` + ocihook.ProfileAnnotation + `=PROFILE. For runtimes without CDI.`,
 		Example: `  bpfgate oci-hook hooks-d
-  podman run --annotation io.bpfgate.profile=demo --cap-add bpf --uidmap 0:100000:65536 --gidmap 0:100000:65536 IMAGE`,
+  podman run --annotation io.bpfgate.profile=demo --cap-add bpf --userns=auto:size=65536 IMAGE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			hook, err := hf.hook(g)
@@ -264,24 +257,14 @@ with seccomp_profile in containers.conf.`,
 	return cmd
 }
 
-// writeFile writes data to path atomically, or to stdout for "-".
+// writeFile writes data to path atomically, or to stdout for "-". A path
+// that is a symlink is refused.
 func writeFile(path string, data []byte) error {
 	if path == "-" {
 		_, err := os.Stdout.Write(data)
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.Write(path, data, 0o644)
 }
 
 func runHook(g *globals, profileFlag string) (*ocihook.Result, error) {
@@ -306,11 +289,11 @@ func runHook(g *globals, profileFlag string) (*ocihook.Result, error) {
 	if err != nil {
 		return fail(err)
 	}
-	ps, err := g.policy(names)
+	pol, err := g.policy(names)
 	if err != nil {
 		return fail(err)
 	}
-	p, err := delegate.FindProfile(ps, name)
+	p, err := pol.Find(name)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ocihook.ErrNotAllowed, err))
 	}
@@ -357,9 +340,9 @@ func logHook(path string, res *ocihook.Result, err error) {
 	if jerr != nil {
 		return
 	}
-	f, ferr := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, ferr := atomicfile.OpenLog(path)
 	if ferr != nil {
-		fmt.Fprintf(os.Stderr, "bpfgate: log: %v\n", ferr)
+		fmt.Fprintf(os.Stderr, "bpfgate: %v\n", ferr)
 		return
 	}
 	defer f.Close()

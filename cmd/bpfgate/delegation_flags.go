@@ -54,11 +54,11 @@ func (f *delegationFlags) load(g *globals) (*delegate.Names, resolved, error) {
 func (f *delegationFlags) resolve(g *globals, names *delegate.Names) (resolved, error) {
 	var r resolved
 	if f.profile != "" {
-		ps, err := g.profiles(names)
+		pol, err := g.policy(names)
 		if err != nil {
 			return r, err
 		}
-		p, err := delegate.FindProfile(ps, f.profile)
+		p, err := pol.Find(f.profile)
 		if err != nil {
 			return r, err
 		}

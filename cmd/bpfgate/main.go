@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/launch"
 )
 
@@ -55,7 +54,7 @@ workloads can derive a BPF token and use exactly what was delegated.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON")
-	root.PersistentFlags().StringVar(&g.config, "config", defaultConfig(), "config file with profiles")
+	root.PersistentFlags().StringVar(&g.config, "config", defaultConfig(), "config file with the allowed profiles (when it exists, only its profiles are allowed)")
 	root.AddCommand(newRunCmd(g), newMountCmd(g), newTokenCmd(g), newNamesCmd(g),
 		newCheckCmd(g), newProfilesCmd(g), newCDICmd(g), newOCIHookCmd(g),
 		newLsCmd(g), newPinCmd(g), newUnpinCmd(g), newMvCmd(g), newPreloadCmd(g))
@@ -75,18 +74,4 @@ func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// profiles returns the built-in profiles and those of the config file, which
-// override built-ins of the same name. A missing default file is fine.
-func (g *globals) profiles(names *delegate.Names) ([]delegate.Profile, error) {
-	ps := delegate.BuiltinProfiles()
-	extra, err := delegate.LoadProfiles(g.config, names)
-	if errors.Is(err, os.ErrNotExist) && g.config == defaultConfig() && os.Getenv(configEnv) == "" {
-		return ps, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	return append(ps, extra...), nil
 }

@@ -94,13 +94,13 @@ without map_create or btf_load, delegate_cmds=any.`,
 func newProfilesCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "profiles",
-		Short: "List the delegation profiles",
+		Short: "List the profiles the host allows, and where they come from",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			names, err := delegate.KernelNames()
 			if err != nil {
 				return err
 			}
-			ps, err := g.profiles(names)
+			pol, err := g.policy(names)
 			if err != nil {
 				return err
 			}
@@ -108,8 +108,8 @@ func newProfilesCmd(g *globals) *cobra.Command {
 				delegate.Profile
 				Options string `json:"options"`
 			}
-			var out []view
-			for _, p := range ps {
+			out := []view{}
+			for _, p := range pol.Profiles {
 				set, _, err := p.Resolve(names)
 				if err != nil {
 					return err
@@ -117,7 +117,15 @@ func newProfilesCmd(g *globals) *cobra.Command {
 				out = append(out, view{p, names.FormatOptions(set)})
 			}
 			if g.json {
-				return printJSON(out)
+				return printJSON(struct {
+					Config   string `json:"config"`
+					Builtin  bool   `json:"builtin"` // no config file: the built-in profiles apply
+					Profiles []view `json:"profiles"`
+				}{pol.Path, pol.Builtin, out})
+			}
+			fmt.Println(pol.Describe())
+			if len(out) == 0 {
+				fmt.Println("  none: the file allows no profile (built-in profiles apply only when it does not exist)")
 			}
 			for _, v := range out {
 				fmt.Printf("%s (%s): %s\n  %s\n", v.Name, v.Source, v.Description, v.Options)

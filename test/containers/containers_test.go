@@ -2,6 +2,7 @@ package containers
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,13 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
 
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/internal/testutil"
 )
-
-const image = "localhost/bpfgate-e2e:latest"
 
 // env is the set-up every test shares, made once by setup.
 type env struct {
@@ -26,6 +29,9 @@ type env struct {
 	hooks   string // a hooks.d directory
 	cdiSpec string
 	podman  []string // podman with the test's containers.conf
+	image   string   // the test image, named after dir: runs may overlap
+	hostDir string   // a host directory the image's /linked points at
+	subIDs  []string // the files addSubIDs added a line to
 	err     error
 }
 
@@ -46,7 +52,24 @@ const policy = `profiles:
     maps: [lru_hash]
     progs: [xdp]
     attachs: [xdp]
+  linked:
+    description: its path is an absolute symlink in the test image
+    cmds: [map_create]
+    maps: [hash]
+    path: /linked
 `
+
+// Host ids for the containers, away from the ids of accounts and from the
+// pool bpfgate run takes its ranges from (0x70000000 up): podman
+// --userns=auto hands out 64Ki ranges of the first block (room for 128
+// containers), the runc bundles get 64Ki each from the second.
+const (
+	subIDStart  = 0x60000000
+	subIDSize   = 0x800000
+	runcIDStart = subIDStart + subIDSize
+	runcIDSize  = 0x10000
+	runcIDCount = 256
+)
 
 func setup(t *testing.T) *env {
 	t.Helper()
@@ -63,8 +86,17 @@ func setup(t *testing.T) *env {
 	return &shared
 }
 
+// runTimeout bounds every command: a podman that hangs (on a storage lock,
+// say) fails its test and is stopped with SIGTERM, so that it releases its
+// locks, instead of wedging podman for everyone on the machine.
+const runTimeout = 2 * time.Minute
+
 func run(name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -80,6 +112,7 @@ func (e *env) build() error {
 		return err
 	}
 	e.dir = dir
+	e.image = "localhost/" + filepath.Base(dir) + ":latest"
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
@@ -102,6 +135,15 @@ func (e *env) build() error {
 			return err
 		}
 	}
+	// The image's /linked is an absolute symlink to a directory that exists
+	// on the host, not in the image: the linked profile must not follow it.
+	e.hostDir = filepath.Join(dir, "hostdir")
+	if err := os.Mkdir(e.hostDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink(e.hostDir, filepath.Join(rootfs, "linked")); err != nil {
+		return err
+	}
 	build := exec.Command("go", "build", "-o", filepath.Join(rootfs, "bin/ebpfcheck"), "../../internal/cmd/ebpfcheck")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -115,7 +157,10 @@ func (e *env) build() error {
 	}
 	os.Setenv("CONTAINERS_CONF", conf)
 	e.podman = []string{"podman"}
-	imp := exec.Command("sh", "-c", "tar -C "+rootfs+" -c . | podman import - "+image)
+	if err := e.addSubIDs(); err != nil {
+		return err
+	}
+	imp := exec.Command("sh", "-c", "tar -C "+rootfs+" -c . | podman import - "+e.image)
 	if out, err := imp.CombinedOutput(); err != nil {
 		return fmt.Errorf("podman import: %w\n%s", err, out)
 	}
@@ -140,28 +185,98 @@ func (e *env) build() error {
 	return nil
 }
 
+// runLock serialises runs of these tests on a machine (from several
+// checkouts, say): they share podman's storage, the CDI device names in
+// /var/run/cdi and the "containers" entries of /etc/subuid and /etc/subgid.
+const runLock = "/run/bpfgate-e2e.lock"
+
+// heldLock is runLock, open (and so locked) until the process exits.
+var heldLock *os.File
+
+var subIDFiles = []string{"/etc/subuid", "/etc/subgid"}
+
+// subIDLine gives the "containers" user, whose ranges podman --userns=auto
+// hands out, a block of host ids.
+var subIDLine = fmt.Sprintf("containers:%d:%d", subIDStart, subIDSize)
+
+// addSubIDs adds subIDLine to each file without a "containers" entry and
+// remembers where, for removeSubIDs.
+func (e *env) addSubIDs() error {
+	for _, file := range subIDFiles {
+		data, err := os.ReadFile(file)
+		if err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		if strings.HasPrefix(string(data), "containers:") || strings.Contains(string(data), "\ncontainers:") {
+			continue
+		}
+		if len(data) > 0 && !strings.HasSuffix(string(data), "\n") {
+			data = append(data, '\n')
+		}
+		if err := os.WriteFile(file, append(data, subIDLine+"\n"...), 0o644); err != nil {
+			return err
+		}
+		e.subIDs = append(e.subIDs, file)
+	}
+	return nil
+}
+
+// removeSubIDs takes out exactly the lines addSubIDs added.
+func (e *env) removeSubIDs() {
+	for _, file := range e.subIDs {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		var keep []string
+		for _, l := range strings.SplitAfter(string(data), "\n") {
+			if strings.TrimSuffix(l, "\n") != subIDLine {
+				keep = append(keep, l)
+			}
+		}
+		os.WriteFile(file, []byte(strings.Join(keep, "")), 0o644)
+	}
+}
+
 func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		var err error
+		if heldLock, err = os.OpenFile(runLock, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if syscall.Flock(int(heldLock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			fmt.Fprintln(os.Stderr, "waiting for another run of these tests to finish ("+runLock+")")
+			syscall.Flock(int(heldLock.Fd()), syscall.LOCK_EX)
+		}
+	}
 	code := m.Run()
 	if shared.dir != "" {
-		exec.Command("podman", "rmi", "-f", image).Run()
+		exec.Command("podman", "rmi", "-f", shared.image).Run()
 		os.Remove(shared.cdiSpec)
 		os.RemoveAll(shared.dir)
 	}
+	shared.removeSubIDs()
 	os.Exit(code)
 }
 
-// userns are podman flags that give a container its own user namespace
-// and what a token needs inside.
+// autoUserNS gives a container a user namespace and a host id range of its
+// own. The size matters on podman 4.3: without one, podman scans the image
+// for the ids it needs, and concurrent starts deadlock on the storage locks
+// (seen here; containers/storage fixed the lock order later).
+const autoUserNS = "--userns=auto:size=65536"
+
+// userns are podman flags that give a container a user namespace and a
+// host id range of its own, and what a token needs inside.
 func (e *env) userns() []string {
-	return []string{"--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
-		"--cap-add", "bpf", "--security-opt", "seccomp=" + e.seccomp}
+	return []string{autoUserNS, "--cap-add", "bpf", "--security-opt", "seccomp=" + e.seccomp}
 }
 
 // podmanRun runs ebpfcheck in a container and decodes its report.
 func (e *env) podmanRun(t *testing.T, flags ...string) (map[string]string, error) {
 	t.Helper()
 	args := append([]string{"run", "--rm"}, flags...)
-	args = append(args, image, "/bin/ebpfcheck")
+	args = append(args, e.image, "/bin/ebpfcheck")
 	out, err := run("podman", args...)
 	if err != nil {
 		return nil, err
@@ -238,13 +353,15 @@ func TestPodmanRefusals(t *testing.T) {
 	}{
 		{"no user namespace", []string{"--cap-add", "bpf", "--device", "bpfgate.dev/bpf=demo"},
 			"has no user namespace of its own"},
-		{"no CAP_BPF", []string{"--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536", "--device", "bpfgate.dev/bpf=demo"},
+		{"no CAP_BPF", []string{autoUserNS, "--device", "bpfgate.dev/bpf=demo"},
 			"lacks capabilities its BPF token needs: CAP_BPF (podman run --cap-add bpf)"},
 		{"xdp without CAP_NET_ADMIN", append(e.userns(), "--device", "bpfgate.dev/bpf=xdp"),
 			"CAP_NET_ADMIN (podman run --cap-add net_admin)"},
 		{"profile the host does not define", append(e.userns(), "--hooks-dir", e.hooks, "--annotation", "io.bpfgate.profile=net"),
-			`profile not allowed by the host: unknown profile "net" (known: demo, xdp)`},
+			`profile not allowed by the host: unknown profile "net" (known: demo, linked, xdp)`},
 		{"unknown CDI device", append(e.userns(), "--device", "bpfgate.dev/bpf=net"), "bpfgate.dev/bpf=net"},
+		{"two devices", append(e.userns(), "--cap-add", "net_admin", "--device", "bpfgate.dev/bpf=demo", "--device", "bpfgate.dev/bpf=xdp"),
+			"/sys/fs/bpf: a bpffs is already mounted there (one bpfgate device per container)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := bpfMounts(t)
@@ -259,8 +376,39 @@ func TestPodmanRefusals(t *testing.T) {
 	}
 }
 
-// TestPodmanParallel starts ten containers at once: each gets its own bpffs,
-// and afterwards no mount or helper process is left.
+// TestPodmanImageSymlink: the image's /linked is an absolute symlink to a
+// directory that exists on the host. Resolved against the host's root (the
+// init process's root before pivot_root), the mount would land there while
+// the hook reports success; resolved inside the rootfs, the path does not
+// exist in the image and the container is refused.
+func TestPodmanImageSymlink(t *testing.T) {
+	e := setup(t)
+	before := bpfMounts(t)
+	_, err := e.podmanRun(t, append(e.userns(), "--device", "bpfgate.dev/bpf=linked")...)
+	const want = "/linked: the profile's path is not a directory in the container's image: create it in the image"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("got %v, want an error with %q", err, want)
+	}
+	if after := bpfMounts(t); after != before {
+		t.Errorf("host bpffs mounts: %d before, %d after", before, after)
+	}
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(e.hostDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) > 0 {
+		t.Errorf("%s is a mount point on the host: %+v", e.hostDir, ms[0])
+	}
+	if entries, _ := os.ReadDir(e.hostDir); len(entries) > 0 {
+		t.Errorf("%s: written to: %v", e.hostDir, entries)
+	}
+	if left := processesOf(t, e.bpfgate); len(left) > 0 {
+		t.Errorf("bpfgate processes left: %v", left)
+	}
+}
+
+// TestPodmanParallel starts ten containers at once: each gets its own bpffs
+// and its own host uids, and afterwards no mount or helper process is left.
 func TestPodmanParallel(t *testing.T) {
 	e := setup(t)
 	before := bpfMounts(t)
@@ -278,20 +426,28 @@ func TestPodmanParallel(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			args := append([]string{"run", "--rm"}, e.userns()...)
-			args = append(args, "--device", "bpfgate.dev/bpf=demo", "-v", barrier+":/barrier", image, "sh", "-c",
+			args = append(args, "--device", "bpfgate.dev/bpf=demo", "-v", barrier+":/barrier", e.image, "sh", "-c",
 				fmt.Sprintf(`touch /barrier/%d; i=0; while [ $(ls /barrier | wc -l) -lt 10 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; `+
-					`grep ' /sys/fs/bpf ' /proc/self/mountinfo | cut -d' ' -f3; /bin/ebpfcheck`, i))
+					`grep ' /sys/fs/bpf ' /proc/self/mountinfo | cut -d' ' -f3; cat /proc/self/uid_map; /bin/ebpfcheck`, i))
 			outs[i], errs[i] = run("podman", args...)
 		}(i)
 	}
 	wg.Wait()
-	devs := map[string]bool{}
+	devs, hostIDs := map[string]bool{}, map[string]bool{}
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("container %d: %v", i, err)
 		}
-		dev, report, _ := strings.Cut(outs[i], "\n")
+		lines := strings.SplitN(outs[i], "\n", 3)
+		if len(lines) != 3 {
+			t.Fatalf("container %d: %q", i, outs[i])
+		}
+		dev, idmap, report := lines[0], strings.Fields(lines[1]), lines[2]
 		devs[dev] = true
+		if len(idmap) != 3 || idmap[0] != "0" {
+			t.Fatalf("container %d: uid_map %q", i, lines[1])
+		}
+		hostIDs[idmap[1]] = true
 		var res map[string]string
 		if err := json.Unmarshal([]byte(report), &res); err != nil {
 			t.Fatalf("container %d: %v: %q", i, err, outs[i])
@@ -300,6 +456,9 @@ func TestPodmanParallel(t *testing.T) {
 	}
 	if len(devs) != 10 {
 		t.Errorf("the containers share bpffs instances: %v", devs)
+	}
+	if len(hostIDs) != 10 {
+		t.Errorf("the containers share host uids: %v", hostIDs)
 	}
 	if after := bpfMounts(t); after != before {
 		t.Errorf("host bpffs mounts: %d before, %d after", before, after)

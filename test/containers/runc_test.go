@@ -7,13 +7,18 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
+// runcRanges counts the host id ranges handed to runc bundles.
+var runcRanges atomic.Uint32
+
 // bundle writes an OCI bundle for plain runc whose config.json carries
 // the bpfgate hook, as a runtime without CDI or hooks.d would be given.
+// With userns, the container gets a host id range no other one uses.
 func (e *env) bundle(t *testing.T, profile string, userns bool) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bundle")
@@ -42,7 +47,11 @@ func (e *env) bundle(t *testing.T, profile string, userns bool) string {
 	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Type == "cgroup" })
 	if userns {
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
-		idmap := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		n := runcRanges.Add(1) - 1
+		if n >= runcIDCount {
+			t.Fatal("out of host id ranges for runc bundles")
+		}
+		idmap := []specs.LinuxIDMapping{{ContainerID: 0, HostID: runcIDStart + n*runcIDSize, Size: runcIDSize}}
 		spec.Linux.UIDMappings, spec.Linux.GIDMappings = idmap, idmap
 	}
 	spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{
