@@ -209,6 +209,9 @@ func startHostile(t *testing.T, bin, mode string) *hostile {
 		Credential: &syscall.Credential{Uid: hostileUID, Gid: hostileUID, Groups: []uint32{}},
 	}
 	a.cmd.Stderr = &lockedWriter{mu: &a.mu, w: &a.stderr}
+	// Once the attacker is dead, its pipes close within a bound even if
+	// something it left behind still holds them.
+	a.cmd.WaitDelay = 5 * time.Second
 	var err error
 	if a.stdin, err = a.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
