@@ -118,7 +118,7 @@ func TestHostileNamespaceOwner(t *testing.T) {
 			if !hung {
 				a.checkMounts(t)
 			}
-			if after := countFDs(t); after != fdsBefore {
+			if after := countFDs(t); after > fdsBefore {
 				t.Errorf("this process had %d fds before the attempts and %d after", fdsBefore, after)
 			}
 		})

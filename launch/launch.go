@@ -61,9 +61,9 @@ type Config struct {
 	// network namespace of its own with only lo; NetHost shares the
 	// host's, so that XDP, tc and socket programs reach host interfaces.
 	Net NetMode
-	// PreserveFDs passes the caller's fds 3 to 3+PreserveFDs-1 on to the
-	// workload, as runc and podman do; every other fd is closed.
-	PreserveFDs int
+	// ExtraFiles are passed on to the workload as fds 3, 4, ... (as in
+	// os/exec); every other fd but 0, 1 and 2 is closed.
+	ExtraFiles []*os.File
 	// AllowUnixSockets lets the workload make unix sockets (socketpair's
 	// are always allowed). Off by default: files are shared with the host,
 	// so a unix socket reaches outside the sandbox, and BPF objects passed
@@ -242,9 +242,6 @@ func Start(cfg Config) (*Workload, error) {
 			return nil, err
 		}
 	}
-	if cfg.PreserveFDs < 0 {
-		return nil, fmt.Errorf("PreserveFDs %d: want 0 or more", cfg.PreserveFDs)
-	}
 	path := cfg.Path
 	if path == "" {
 		path = DefaultPath
@@ -252,6 +249,11 @@ func Start(cfg Config) (*Workload, error) {
 	caps := cfg.Caps
 	if len(caps) == 0 {
 		caps = []Cap{unix.CAP_BPF}
+	}
+	for _, c := range caps {
+		if c == unix.CAP_SYS_ADMIN {
+			return nil, ErrSysAdmin
+		}
 	}
 	sb, err := prepare(&cfg)
 	if err != nil {
@@ -300,17 +302,13 @@ func Start(cfg Config) (*Workload, error) {
 	if cfg.Net == NetHost {
 		net = "host"
 	}
-	extra := make([]*os.File, 0, cfg.PreserveFDs+nsexec.SandboxNCtl)
-	for i := 0; i < cfg.PreserveFDs; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
-	}
-	extra = append(extra, child, lifeR, cgdir, parent, leaseFile)
+	extra := append(cfg.ExtraFiles[:len(cfg.ExtraFiles):len(cfg.ExtraFiles)], child, lifeR, cgdir, parent, leaseFile)
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: append([]string{"bpfgate-sandbox"}, cfg.Args...),
 		Env: append(env[:len(env):len(env)],
 			nsexec.EnvMode+"="+nsexec.ModeSandbox,
-			nsexec.EnvNFDs+"="+strconv.Itoa(cfg.PreserveFDs),
+			nsexec.EnvNFDs+"="+strconv.Itoa(len(cfg.ExtraFiles)),
 			nsexec.EnvUIDMap+"="+mapText(sb.uidMap),
 			nsexec.EnvGIDMap+"="+mapText(sb.gidMap),
 			nsexec.EnvNet+"="+net,
@@ -352,6 +350,11 @@ func Start(cfg Config) (*Workload, error) {
 	}
 	return w, nil
 }
+
+// ErrSysAdmin means the workload was to keep CAP_SYS_ADMIN: in its own user
+// namespace that would let it unmount what the sandbox put over the host's
+// BPF filesystems, cgroups and namespace files.
+var ErrSysAdmin = errors.New("a workload may not keep CAP_SYS_ADMIN: with it, it could undo the sandbox's mounts")
 
 // ErrNoHelper means this binary was built without cgo, so it has no C
 // helpers (package launch/nsexec) and cannot build a sandbox.

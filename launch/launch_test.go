@@ -114,8 +114,20 @@ func TestNoTokenFromForeignBPFFS(t *testing.T) {
 	if _, err := token.Create(dir); !errors.Is(err, token.ErrInitUserNS) {
 		t.Errorf("token in the initial user namespace: got %v", err)
 	}
-	// A workload sees the host's bpffs, but it belongs to another user namespace.
+	// The sandbox covers the host's bpffs mounts: at the path a workload
+	// finds no bpffs at all.
 	res := runJSON(t, launch.Config{Delegation: demoSet(t)}, "token-from", "BPFGATE_TEST_PATH="+dir)
+	if !strings.Contains(res["error"], "not the root of a BPF filesystem") {
+		t.Errorf("the host's bpffs at %s is in reach of the workload: %v", dir, res)
+	}
+	// Handed an fd of it, it finds one that belongs to another user
+	// namespace, and the error says so.
+	root, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	res = runJSON(t, launch.Config{Delegation: demoSet(t), ExtraFiles: []*os.File{root}}, "token-from", "BPFGATE_TEST_PATH=/proc/self/fd/3")
 	expect(t, res, map[string]string{"result": "EPERM"})
 	if !strings.Contains(res["error"], "owned by another user namespace") {
 		t.Errorf("error does not explain: %q", res["error"])

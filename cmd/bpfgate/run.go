@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/launch"
+	"github.com/bpfgate/bpfgate/launch/nsexec"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -86,10 +88,9 @@ by themselves. Exit status, signals and standard streams pass through.`,
 			default:
 				return fmt.Errorf("--net %q: want none (a network namespace of its own, only lo) or host", netMode)
 			}
-			if preserveFDs < 0 {
-				return fmt.Errorf("--preserve-fds %d: want a count of 0 or more", preserveFDs)
+			if cfg.ExtraFiles, err = inheritedFiles(preserveFDs); err != nil {
+				return err
 			}
-			cfg.PreserveFDs = preserveFDs
 			cfg.AllowSystemIDs = allowSystemIDs
 			cfg.AllowUnixSockets = allowUnix
 			if allowUnix && !quiet {
@@ -140,4 +141,21 @@ func hostNetReach(names *delegate.Names, set delegate.Set) string {
 		}
 	}
 	return "the workload shares the host's network namespace: it sees every host interface and can use the host's network"
+}
+
+// inheritedFiles returns fds 3 to 3+n-1, each of which must have been open
+// when bpfgate was executed: the caller's to pass on, not one the Go
+// runtime or bpfgate opened since.
+func inheritedFiles(n int) ([]*os.File, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("--preserve-fds %d: want a count of 0 or more", n)
+	}
+	files := make([]*os.File, 0, n)
+	for fd := 3; fd < 3+n; fd++ {
+		if !nsexec.InheritedFD(fd) {
+			return nil, fmt.Errorf("--preserve-fds %d: fd %d was not open when bpfgate started (pass fds 3 to %d, e.g. 3<file)", n, fd, 2+n)
+		}
+		files = append(files, os.NewFile(uintptr(fd), "fd "+strconv.Itoa(fd)))
+	}
+	return files, nil
 }

@@ -252,28 +252,39 @@ static void nx_forward_set(sigset_t *set) {
  * uses it: a program fd passed out over a unix socket lets any local user
  * attach it, an XDP program to a host interface say. Files are shared with
  * the host, so a unix socket in /tmp reaches out; the workload may therefore
- * make no unix socket but socketpair()'s, and no io_uring, which makes
- * sockets past seccomp. Everything else is allowed.
+ * make no unix socket but a connected socketpair(), and no io_uring, which
+ * makes sockets past seccomp. Everything else is allowed.
  */
 static int nx_seccomp(void) {
 #ifdef NX_AUDIT_ARCH
 	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NX_AUDIT_ARCH, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		/* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		/* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NX_AUDIT_ARCH, 1, 0),
+		/* 2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		/* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 		/* x32 calls (nr | NX_X32_BIT) would dodge the numbers below */
-		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NX_X32_BIT ? NX_X32_BIT : 0xffffffff, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 3, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_enter, 2, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_register, 1, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 1, 4),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* 4 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NX_X32_BIT ? NX_X32_BIT : 0xffffffff, 0, 1),
+		/* 5 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		/* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 5, 0),
+		/* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_enter, 4, 0),
+		/* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_register, 3, 0),
+		/* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 3, 0),
+		/* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socketpair, 6, 0),
+		/* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* 12 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		/* socket(): anything but AF_UNIX */
+		/* 13 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+		/* 14 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 0, 1),
+		/* 15 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		/* 16 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		/* socketpair(): connected stream and seqpacket pairs only; the end
+		 * of a datagram pair can still sendto() any socket by its path */
+		/* 17 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		/* 18 */ BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf),
+		/* 19 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOCK_STREAM, 2, 0),
+		/* 20 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SOCK_SEQPACKET, 1, 0),
+		/* 21 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		/* 22 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -306,24 +317,35 @@ static void nx_exec_workload(char **argv, int nfds, unsigned long long keep, int
 	const char *cmd = argv[0];
 	char cand[4096];
 	if (!strchr(cmd, '/')) {
-		/* Search PATH as a shell does: directories the workload cannot
-		 * enter do not hide a command found later. */
+		/* Search PATH as execvp does: an entry that is not an executable
+		 * regular file (a directory, a file without x) does not hide a
+		 * command found later; if nothing is found, the first such entry
+		 * is what the error names. */
 		const char *path = getenv("PATH");
+		static char seen[4096];
 		int found = 0;
+		seen[0] = 0;
 		for (const char *p = path ? path : "/usr/local/bin:/usr/bin:/bin";;) {
 			const char *colon = strchr(p, ':');
 			size_t len = colon ? (size_t)(colon - p) : strlen(p);
+			struct stat st;
 			if (len > 0 && snprintf(cand, sizeof(cand), "%.*s/%s", (int)len, p, cmd) < (int)sizeof(cand) &&
-			    access(cand, F_OK) == 0) {
-				found = 1;
-				cmd = cand;
-				break;
+			    stat(cand, &st) == 0) {
+				if (S_ISREG(st.st_mode) && access(cand, X_OK) == 0) {
+					found = 1;
+					cmd = cand;
+					break;
+				}
+				if (!seen[0])
+					snprintf(seen, sizeof(seen), "%s", cand);
 			}
 			if (!colon)
 				break;
 			p = colon + 1;
 		}
-		if (!found)
+		if (!found && seen[0])
+			cmd = seen; /* execv reports why it cannot run */
+		else if (!found)
 			nx_die(BPFGATE_EXIT_NOTFOUND, "command \"%s\" not found in the workload's PATH", argv[0]);
 	}
 	NX_T("workload: exec");
@@ -432,17 +454,49 @@ static void nx_mount(const char *src, const char *target, const char *type, unsi
 		nx_die(BPFGATE_EXIT_SETUP, "mount %s on %s: %s", type, target, strerror(errno));
 }
 
-/* nx_check_cgroup_mounts fails closed if the new root still shows a cgroup2
- * mount besides the sandbox's own: a host that mounts one outside /sys
- * would otherwise hand the workload a way to attach to host cgroups. */
-static void nx_check_cgroup_mounts(void) {
+/* nx_unescape decodes mountinfo's octal escapes (\040 for a space) in place. */
+static void nx_unescape(char *p) {
+	char *w = p;
+	for (; *p; p++, w++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' && p[3] >= '0' && p[3] <= '7') {
+			*w = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 3;
+		} else {
+			*w = *p;
+		}
+	}
+	*w = 0;
+}
+
+/*
+ * nx_cover_host_mounts hides what the host has mounted below the directories
+ * the new root shows and a workload could use to reach past its namespaces:
+ * other BPF filesystems (pins there outlive the sandbox and can be opened
+ * from outside), cgroup hierarchies (cgroup programs attach to any cgroup
+ * directory one can open), namespace files (sk_lookup and flow_dissector
+ * links attach to any network namespace one can open), and other procfs and
+ * sysfs views. The host's mounts are locked in this mount namespace, so they
+ * are covered: an empty read-only tmpfs over a directory, /dev/null over a
+ * file. The workload has no CAP_SYS_ADMIN, so it cannot take a cover off.
+ */
+static void nx_cover_host_mounts(void) {
+	static const char *const covered[] = {"bpf", "cgroup", "cgroup2", "nsfs", "proc", "sysfs", NULL};
+	static const char *const own[] = {NX_STAGE "/proc", NX_STAGE "/sys", NULL};
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		nx_die(BPFGATE_EXIT_SETUP, "read mountinfo: %s", strerror(errno));
-	char line[8192];
+	static char line[8192];
 	while (fgets(line, sizeof(line), f)) {
 		char *sep = strstr(line, " - ");
-		if (!sep || strncmp(sep + 3, "cgroup2 ", 8) != 0)
+		if (!sep)
+			continue;
+		char type[64];
+		if (sscanf(sep + 3, "%63s", type) != 1)
+			continue;
+		int hit = 0;
+		for (const char *const *c = covered; *c; c++)
+			hit |= strcmp(type, *c) == 0;
+		if (!hit)
 			continue;
 		/* field 5 is the mount point */
 		char *p = line;
@@ -456,10 +510,28 @@ static void nx_check_cgroup_mounts(void) {
 		char *end = strchr(p, ' ');
 		if (end)
 			*end = 0;
-		if (strcmp(p, "/sys/fs/cgroup") != 0) {
-			fclose(f);
-			nx_die(BPFGATE_EXIT_SETUP, "the host mounts a cgroup2 hierarchy at %s, which the sandbox would show the workload: unmount it or move it below /sys", p);
+		nx_unescape(p);
+		size_t stage = strlen(NX_STAGE);
+		if (strncmp(p, NX_STAGE "/", stage + 1) != 0)
+			continue; /* not in the new root */
+		int mine = 0;
+		for (const char *const *o = own; *o; o++) {
+			size_t n = strlen(*o);
+			mine |= strncmp(p, *o, n) == 0 && (p[n] == 0 || p[n] == '/');
 		}
+		if (mine)
+			continue;
+		struct stat st;
+		if (lstat(p, &st) < 0) {
+			if (errno == ENOENT)
+				continue; /* below a cover already */
+			nx_die(BPFGATE_EXIT_SETUP, "stat %s: %s", p, strerror(errno));
+		}
+		int err = S_ISDIR(st.st_mode)
+			      ? mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+			      : mount("/dev/null", p, NULL, MS_BIND, NULL);
+		if (err < 0 && errno != ENOENT)
+			nx_die(BPFGATE_EXIT_SETUP, "cover the host's %s mount at %s: %s", type, p + stage, strerror(errno));
 	}
 	fclose(f);
 }
@@ -469,8 +541,8 @@ static void nx_check_cgroup_mounts(void) {
  * directories, but a /proc of its own PID namespace, a /sys of its own
  * network namespace (or, sharing the host's network, the host's /sys
  * without /sys/fs) and at /sys/fs/cgroup only its own cgroup. The host's
- * cgroup mounts are not in the new tree at all: covering them would not
- * do, since the workload could unmount the cover.
+ * /proc and /sys are not in the new tree at all; what else would reach past
+ * the sandbox is covered (nx_cover_host_mounts).
  */
 static void nx_build_root(int own_net) {
 	static const char *const skip_root[] = {"proc", "sys", NULL};
@@ -495,6 +567,7 @@ static void nx_build_root(int own_net) {
 		nx_mkdir(NX_STAGE "/sys/fs/bpf");
 	}
 	nx_mount("cgroup2", NX_STAGE "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	nx_cover_host_mounts();
 
 	if (chdir(NX_STAGE) < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "chdir %s: %s", NX_STAGE, strerror(errno));
@@ -504,7 +577,6 @@ static void nx_build_root(int own_net) {
 		nx_die(BPFGATE_EXIT_SETUP, "detach the old root: %s", strerror(errno));
 	if (chdir(cwd) < 0 && chdir("/") < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "chdir /: %s", strerror(errno));
-	nx_check_cgroup_mounts();
 }
 
 static void nx_lo_up(void) {
@@ -862,9 +934,17 @@ static void nx_verify(void) {
 	_exit(errno == EPERM ? BPFGATE_VERIFY_FOREIGN : BPFGATE_EXIT_SETUP);
 }
 
+/* Which of fds 3 to 66 were open when this process was executed (bit i:
+ * fd 3+i), before the Go runtime opened any of its own: the only fds
+ * `bpfgate run --preserve-fds` may pass on. Go reads it (InheritedFD). */
+unsigned long long bpfgate_inherited_fds;
+
 __attribute__((constructor)) static void bpfgate_nsexec(int argc, char **argv, char **envp) {
 	(void)argc;
 	(void)envp;
+	for (int i = 0; i < 64; i++)
+		if (fcntl(3 + i, F_GETFD) >= 0)
+			bpfgate_inherited_fds |= 1ULL << i;
 	const char *mode = getenv(BPFGATE_ENV_MODE);
 	if (!mode)
 		return;
