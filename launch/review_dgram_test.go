@@ -32,6 +32,8 @@ func TestReviewPoCWorkload(t *testing.T) {
 	switch kind {
 	case "dgram-pass-prog":
 		out = dgramPassProg()
+	case "netns-attach":
+		out = netnsAttach()
 	}
 	json.NewEncoder(os.Stdout).Encode(out)
 	os.Exit(0)
