@@ -34,6 +34,8 @@ func TestReviewPoCWorkload(t *testing.T) {
 		out = dgramPassProg()
 	case "netns-attach":
 		out = netnsAttach()
+	case "pin-out":
+		out = pinOut()
 	}
 	json.NewEncoder(os.Stdout).Encode(out)
 	os.Exit(0)
