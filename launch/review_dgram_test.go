@@ -26,7 +26,7 @@ const reviewPoCEnv = "BPFGATE_REVIEW_POC"
 func TestReviewPoCWorkload(t *testing.T) {
 	kind := os.Getenv(reviewPoCEnv)
 	if kind == "" {
-		t.Skip("only runs as a workload of the review's PoC tests")
+		return // only runs as a workload of the review's PoC tests
 	}
 	var out any
 	switch kind {
