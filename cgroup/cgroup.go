@@ -136,20 +136,16 @@ func Open(parent, name string) (*Group, error) {
 	return at(rootfd, root, parent, name, false)
 }
 
-// at walks from rootfd to parent (making what is missing if create) and
-// makes (if create) and opens name there.
-func at(rootfd int, root, parent, name string, create bool) (*Group, error) {
+// walkParent opens (making what is missing if create) the directory
+// parent below rootfd and returns it as an O_PATH fd, with its path.
+func walkParent(rootfd int, root, parent string, create bool) (int, string, error) {
 	comps, err := splitParent(parent)
 	if err != nil {
-		return nil, err
+		return -1, "", err
 	}
-	if err := checkName(name); err != nil {
-		return nil, err
-	}
-	p := path.Join(append([]string{root}, append(comps, name)...)...)
 	dirfd, err := unix.Dup(rootfd)
 	if err != nil {
-		return nil, err
+		return -1, "", err
 	}
 	walked := root
 	for _, c := range comps {
@@ -157,16 +153,46 @@ func at(rootfd int, root, parent, name string, create bool) (*Group, error) {
 		if create {
 			if err := unix.Mkdirat(dirfd, c, 0o755); err != nil && err != unix.EEXIST {
 				unix.Close(dirfd)
-				return nil, fmt.Errorf("create cgroup %s: %w", walked, err)
+				return -1, "", fmt.Errorf("create cgroup %s: %w", walked, err)
 			}
 		}
 		next, err := openBeneath(dirfd, c, unix.O_PATH)
 		unix.Close(dirfd)
 		if err != nil {
-			return nil, fmt.Errorf("open cgroup %s: %w", walked, err)
+			return -1, "", fmt.Errorf("open cgroup %s: %w", walked, err)
 		}
 		dirfd = next
 	}
+	return dirfd, walked, nil
+}
+
+// MakeParent makes (where missing) and opens the cgroup Root()/parent, as
+// an O_PATH descriptor: for a process that creates and removes groups
+// there by itself (bpfgate's sandbox supervisor does).
+func MakeParent(parent string) (*os.File, error) {
+	rootfd, root, err := openRoot()
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(rootfd)
+	fd, p, err := walkParent(rootfd, root, parent, true)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+// at walks from rootfd to parent (making what is missing if create) and
+// makes (if create) and opens name there.
+func at(rootfd int, root, parent, name string, create bool) (*Group, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	dirfd, walked, err := walkParent(rootfd, root, parent, create)
+	if err != nil {
+		return nil, err
+	}
+	p := path.Join(walked, name)
 	if create {
 		if err := unix.Mkdirat(dirfd, name, 0o755); err != nil {
 			unix.Close(dirfd)

@@ -92,7 +92,8 @@ const (
 type Workload struct {
 	cmd    *exec.Cmd // the supervisor
 	life   *os.File  // its life line: closing it ends the sandbox
-	group  *cgroup.Group
+	parent *os.File // the cgroup parent directory (O_PATH)
+	cgname string   // the workload's cgroup, made by the supervisor in parent
 	lease  *idpool.Lease
 	uidMap []syscall.SysProcIDMap
 }
@@ -168,17 +169,48 @@ func mapText(m []syscall.SysProcIDMap) string {
 // if it fails.
 type sandbox struct {
 	lease          *idpool.Lease
-	group          *cgroup.Group
+	parent         *os.File // where the supervisor makes the workload's cgroup
+	cgname         string
 	uidMap, gidMap []syscall.SysProcIDMap
 }
 
 func (sb *sandbox) release() {
-	if sb.group != nil {
-		_ = sb.group.Remove(cleanupTimeout)
-		sb.group.Close()
+	if sb.parent != nil {
+		sb.parent.Close()
 	}
 	if sb.lease != nil {
 		sb.lease.Release()
+	}
+}
+
+// sweepStale removes the empty cgroups of bpfgate processes that died
+// before their sandbox's supervisor took charge of them (killed during
+// Start). A cgroup's name carries the pid of the bpfgate that made it.
+func sweepStale() {
+	root, err := cgroup.Root()
+	if err != nil {
+		return
+	}
+	ents, err := os.ReadDir(filepath.Join(root, CgroupParent))
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		var uid, pid, n int
+		if _, err := fmt.Sscanf(e.Name(), "run-%d-%d-%d", &uid, &pid, &n); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := unix.Kill(pid, 0); err != unix.ESRCH {
+			continue // alive, or a pid reused: leave it
+		}
+		g, err := cgroup.Open(CgroupParent, e.Name())
+		if err != nil {
+			continue
+		}
+		if busy, err := g.Populated(); err == nil && !busy {
+			_ = g.Remove(100 * time.Millisecond)
+		}
+		g.Close()
 	}
 }
 
@@ -214,13 +246,14 @@ func prepare(cfg *Config) (*sandbox, error) {
 		sb.release()
 		return nil, err
 	}
+	sweepStale()
 	name := fmt.Sprintf("run-%d-%d-%d", sb.uidMap[0].HostID, os.Getpid(), runs.Add(1))
-	g, err := cgroup.Create(CgroupParent, name)
+	parent, err := cgroup.MakeParent(CgroupParent)
 	if err != nil {
 		sb.release()
-		return nil, fmt.Errorf("the workload's cgroup: %w", err)
+		return nil, fmt.Errorf("the workloads' cgroup: %w", err)
 	}
-	sb.group = g
+	sb.parent, sb.cgname = parent, name
 	return sb, nil
 }
 
@@ -273,15 +306,6 @@ func Start(cfg Config) (*Workload, error) {
 		return nil, fmt.Errorf("pipe: %w", err)
 	}
 	defer lifeR.Close()
-	parent, err := sb.group.OpenParent()
-	if err != nil {
-		child.Close()
-		lifeW.Close()
-		sb.release()
-		return nil, err
-	}
-	defer parent.Close()
-	cgdir := os.NewFile(uintptr(sb.group.FD()), sb.group.Path())
 	leaseFile, err := os.Open(os.DevNull)
 	if err != nil {
 		child.Close()
@@ -302,7 +326,7 @@ func Start(cfg Config) (*Workload, error) {
 	if cfg.Net == NetHost {
 		net = "host"
 	}
-	extra := append(cfg.ExtraFiles[:len(cfg.ExtraFiles):len(cfg.ExtraFiles)], child, lifeR, cgdir, parent, leaseFile)
+	extra := append(cfg.ExtraFiles[:len(cfg.ExtraFiles):len(cfg.ExtraFiles)], child, lifeR, sb.parent, leaseFile)
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: append([]string{"bpfgate-sandbox"}, cfg.Args...),
@@ -314,7 +338,7 @@ func Start(cfg Config) (*Workload, error) {
 			nsexec.EnvNet+"="+net,
 			nsexec.EnvTarget+"="+path,
 			nsexec.EnvCaps+"="+strconv.FormatUint(capMask(caps), 16),
-			nsexec.EnvCgName+"="+filepath.Base(sb.group.Path()),
+			nsexec.EnvCgName+"="+sb.cgname,
 			nsexec.EnvUnix+"="+map[bool]string{true: "allow", false: "deny"}[cfg.AllowUnixSockets]),
 		Dir:        cfg.Dir,
 		Stdin:      cfg.Stdin,
@@ -338,7 +362,7 @@ func Start(cfg Config) (*Workload, error) {
 		sb.release()
 		return nil, fmt.Errorf("start workload: %w", err)
 	}
-	w := &Workload{cmd: cmd, life: lifeW, group: sb.group, lease: sb.lease, uidMap: sb.uidMap}
+	w := &Workload{cmd: cmd, life: lifeW, parent: sb.parent, cgname: sb.cgname, lease: sb.lease, uidMap: sb.uidMap}
 
 	opts := cfg.BPFFS
 	opts.Delegation = cfg.Delegation
@@ -446,7 +470,7 @@ func (w *Workload) Pid() int { return w.cmd.Process.Pid }
 func (w *Workload) UIDMap() []syscall.SysProcIDMap { return w.uidMap }
 
 // Cgroup returns the path of the workload's cgroup.
-func (w *Workload) Cgroup() string { return w.group.Path() }
+func (w *Workload) Cgroup() string { return filepath.Join(w.parent.Name(), w.cgname) }
 
 // Signal sends sig to the workload (through its supervisor and init).
 func (w *Workload) Signal(sig os.Signal) error { return w.cmd.Process.Signal(sig) }
@@ -499,10 +523,13 @@ func (w *Workload) wait() (int, error) {
 	}
 	// The supervisor removed the cgroup; this is the backstop in case it
 	// was killed before it could.
-	if rmErr := w.group.Remove(cleanupTimeout); rmErr != nil && err == nil {
-		err = fmt.Errorf("remove the workload's cgroup: %w", rmErr)
+	if g, openErr := cgroup.Open(CgroupParent, w.cgname); openErr == nil {
+		if rmErr := g.Remove(cleanupTimeout); rmErr != nil && err == nil {
+			err = fmt.Errorf("remove the workload's cgroup: %w", rmErr)
+		}
+		g.Close()
 	}
-	w.group.Close()
+	w.parent.Close()
 	if w.lease != nil {
 		w.lease.Release()
 	}

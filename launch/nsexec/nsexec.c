@@ -748,7 +748,6 @@ static void nx_supervise(char **argv) {
 	syscall(SYS_close_range, base + BPFGATE_SANDBOX_NCTL, ~0U, 0);
 	nx_sock = base + BPFGATE_SANDBOX_SOCK;
 	int lifefd = base + BPFGATE_SANDBOX_LIFE;
-	int cgfd = base + BPFGATE_SANDBOX_CGROUP;
 	int cgparent = base + BPFGATE_SANDBOX_CGPARENT;
 	for (int i = base; i < base + BPFGATE_SANDBOX_NCTL; i++)
 		fcntl(i, F_SETFD, FD_CLOEXEC);
@@ -787,6 +786,18 @@ static void nx_supervise(char **argv) {
 	if (sigfd < 0 || pipe2(sync, O_CLOEXEC) < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "supervisor setup: %s", strerror(errno));
 
+	/* The supervisor makes the workload's cgroup itself, so that from its
+	 * first moment someone is there to remove it: bpfgate may be killed at
+	 * any point. */
+	if (mkdirat(cgparent, name, 0755) < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "create the workload's cgroup %s: %s", name, strerror(errno));
+	int cgfd = openat(cgparent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (cgfd < 0) {
+		int err = errno;
+		unlinkat(cgparent, name, AT_REMOVEDIR);
+		nx_die(BPFGATE_EXIT_SETUP, "open the workload's cgroup %s: %s", name, strerror(err));
+	}
+
 	uint64_t flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_PIDFD | CLONE_INTO_CGROUP;
 	if (own_net)
 		flags |= CLONE_NEWNET;
@@ -799,8 +810,11 @@ static void nx_supervise(char **argv) {
 	ca.cgroup = (uint64_t)cgfd;
 	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
 	NX_T(pid == 0 ? "init: cloned" : "supervisor: cloned");
-	if (pid < 0)
-		nx_die(BPFGATE_EXIT_SETUP, "clone the sandbox: %s", strerror(errno));
+	if (pid < 0) {
+		int err = errno;
+		unlinkat(cgparent, name, AT_REMOVEDIR);
+		nx_die(BPFGATE_EXIT_SETUP, "clone the sandbox: %s", strerror(err));
+	}
 	if (pid == 0) {
 		close(sync[1]);
 		close(sigfd);

@@ -27,10 +27,9 @@ const (
 	// Sandbox control fds, counted from 3 plus the preserved fds.
 	SandboxSock     = 0
 	SandboxLife     = 1
-	SandboxCgroup   = 2
-	SandboxCgParent = 3
-	SandboxLease    = 4
-	SandboxNCtl     = 5
+	SandboxCgParent = 2
+	SandboxLease    = 3
+	SandboxNCtl     = 4
 
 	EnterSock  = 3
 	EnterPidFD = 4

@@ -28,12 +28,11 @@
 #define BPFGATE_MSG_ERROR "error: "   /* either way, followed by the reason */
 
 /* Sandbox mode: control fds follow the preserved ones, starting at 3+N. */
-#define BPFGATE_SANDBOX_SOCK 0   /* handshake socket to the host side */
-#define BPFGATE_SANDBOX_LIFE 1   /* read end of a pipe only the host side writes: EOF = it died */
-#define BPFGATE_SANDBOX_CGROUP 2 /* the workload's cgroup directory */
-#define BPFGATE_SANDBOX_CGPARENT 3 /* its parent directory, to remove it */
-#define BPFGATE_SANDBOX_LEASE 4  /* the id lease, held until cleanup is done */
-#define BPFGATE_SANDBOX_NCTL 5
+#define BPFGATE_SANDBOX_SOCK 0     /* handshake socket to the host side */
+#define BPFGATE_SANDBOX_LIFE 1     /* read end of a pipe only the host side writes: EOF = it died */
+#define BPFGATE_SANDBOX_CGPARENT 2 /* the directory the supervisor makes the workload's cgroup in */
+#define BPFGATE_SANDBOX_LEASE 3    /* the id lease, held until cleanup is done */
+#define BPFGATE_SANDBOX_NCTL 4
 
 /* Enter mode: fixed fds. */
 #define BPFGATE_ENTER_SOCK 3
