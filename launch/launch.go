@@ -92,8 +92,8 @@ const (
 type Workload struct {
 	cmd    *exec.Cmd // the supervisor
 	life   *os.File  // its life line: closing it ends the sandbox
-	parent *os.File // the cgroup parent directory (O_PATH)
-	cgname string   // the workload's cgroup, made by the supervisor in parent
+	parent *os.File  // the cgroup parent directory (O_PATH)
+	cgname string    // the workload's cgroup, made by the supervisor in parent
 	lease  *idpool.Lease
 	uidMap []syscall.SysProcIDMap
 }

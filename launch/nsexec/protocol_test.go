@@ -24,7 +24,7 @@ func TestProtocolMatchesHeader(t *testing.T) {
 		"MSG_ERROR":    MsgError,
 		"SANDBOX_SOCK": strconv.Itoa(SandboxSock), "SANDBOX_LIFE": strconv.Itoa(SandboxLife),
 		"SANDBOX_CGPARENT": strconv.Itoa(SandboxCgParent),
-		"SANDBOX_LEASE": strconv.Itoa(SandboxLease), "SANDBOX_NCTL": strconv.Itoa(SandboxNCtl),
+		"SANDBOX_LEASE":    strconv.Itoa(SandboxLease), "SANDBOX_NCTL": strconv.Itoa(SandboxNCtl),
 		"ENTER_SOCK": strconv.Itoa(EnterSock), "ENTER_PIDFD": strconv.Itoa(EnterPidFD), "ENTER_DIR": strconv.Itoa(EnterDir),
 		"EXIT_SETUP": strconv.Itoa(ExitSetup), "EXIT_NOEXEC": strconv.Itoa(ExitNoExec), "EXIT_NOTFOUND": strconv.Itoa(ExitNotFound),
 	}
