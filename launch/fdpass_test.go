@@ -1,6 +1,8 @@
 package launch_test
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -62,50 +64,15 @@ func TestSandboxKeepsBPFObjectsIn(t *testing.T) {
 		}
 		// The accomplice: an unprivileged local user that receives the fd
 		// and attaches it to a host interface.
-		attached := make(chan string, 1)
-		go func() {
-			if err := testutil.DropToNobody(); err != nil {
-				attached <- "drop privileges: " + err.Error()
-				return
-			}
+		attached := accomplice(ifname, func() (*ebpf.Program, error) {
 			l.SetDeadline(time.Now().Add(10 * time.Second))
 			c, err := l.AcceptUnix()
 			if err != nil {
-				attached <- "nothing came: " + err.Error()
-				return
+				return nil, fmt.Errorf("nothing came: %w", err)
 			}
 			defer c.Close()
-			oob := make([]byte, unix.CmsgSpace(4))
-			_, oobn, _, _, err := c.ReadMsgUnix(make([]byte, 16), oob)
-			msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
-			if err != nil || perr != nil || len(msgs) != 1 {
-				attached <- "no fd came"
-				return
-			}
-			fds, err := unix.ParseUnixRights(&msgs[0])
-			if err != nil || len(fds) != 1 {
-				attached <- "no fd came"
-				return
-			}
-			prog, err := ebpf.NewProgramFromFD(fds[0])
-			if err != nil {
-				attached <- "not a program: " + err.Error()
-				return
-			}
-			defer prog.Close()
-			ifi, err := net.InterfaceByName(ifname)
-			if err != nil {
-				attached <- err.Error()
-				return
-			}
-			lk, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index})
-			if err != nil {
-				attached <- "attach refused: " + err.Error()
-				return
-			}
-			lk.Close()
-			attached <- "attached"
-		}()
+			return progFrom(c.ReadMsgUnix)
+		})
 		set := demoSet(t)
 		res := runJSON(t, launch.Config{Delegation: set, Caps: launch.CapsFor(names(t), set), AllowUnixSockets: allow}, "pass-prog", sockEnv+"="+sock)
 		if !allow {
@@ -125,4 +92,60 @@ func TestSandboxKeepsBPFObjectsIn(t *testing.T) {
 		}
 		l.Close()
 	}
+}
+
+// accomplice plays an unprivileged local user outside the sandbox: on an
+// OS thread of its own with nobody's credentials, it gets a program with get
+// and attaches it to host interface ifname. It reports "attached", or what
+// stopped it.
+func accomplice(ifname string, get func() (*ebpf.Program, error)) <-chan string {
+	out := make(chan string, 1)
+	go func() {
+		if err := testutil.DropToNobody(); err != nil {
+			out <- "drop privileges: " + err.Error()
+			return
+		}
+		prog, err := get()
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		defer prog.Close()
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		lk, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index})
+		if err != nil {
+			out <- "attach refused: " + err.Error()
+			return
+		}
+		lk.Close()
+		out <- "attached"
+	}()
+	return out
+}
+
+// progFrom reads one message with read and makes a program of the one fd
+// that came with it.
+func progFrom(read func(b, oob []byte) (n, oobn, flags int, addr *net.UnixAddr, err error)) (*ebpf.Program, error) {
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := read(make([]byte, 16), oob)
+	if err != nil {
+		return nil, fmt.Errorf("nothing came: %w", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, errors.New("no fd came")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, errors.New("no fd came")
+	}
+	prog, err := ebpf.NewProgramFromFD(fds[0])
+	if err != nil {
+		return nil, fmt.Errorf("not a program: %w", err)
+	}
+	return prog, nil
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
@@ -84,48 +83,10 @@ func TestReviewDgramSocketpairEscapesFilter(t *testing.T) {
 	if err := os.Chmod(sock, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	attached := make(chan string, 1)
-	go func() {
-		if err := testutil.DropToNobody(); err != nil {
-			attached <- "drop privileges: " + err.Error()
-			return
-		}
+	attached := accomplice(ifname, func() (*ebpf.Program, error) {
 		l.SetDeadline(time.Now().Add(15 * time.Second))
-		oob := make([]byte, unix.CmsgSpace(4))
-		_, oobn, _, _, err := l.ReadMsgUnix(make([]byte, 16), oob)
-		if err != nil {
-			attached <- "nothing came: " + err.Error()
-			return
-		}
-		msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
-		if perr != nil || len(msgs) != 1 {
-			attached <- "no fd came"
-			return
-		}
-		fds, err := unix.ParseUnixRights(&msgs[0])
-		if err != nil || len(fds) != 1 {
-			attached <- "no fd came"
-			return
-		}
-		prog, err := ebpf.NewProgramFromFD(fds[0])
-		if err != nil {
-			attached <- "not a program: " + err.Error()
-			return
-		}
-		defer prog.Close()
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			attached <- err.Error()
-			return
-		}
-		lk, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index})
-		if err != nil {
-			attached <- "attach refused: " + err.Error()
-			return
-		}
-		lk.Close()
-		attached <- "attached"
-	}()
+		return progFrom(l.ReadMsgUnix)
+	})
 	set := demoSet(t)
 	cfg := launch.Config{Delegation: set, Caps: launch.CapsFor(names(t), set)}
 	var res map[string]string

@@ -3,13 +3,12 @@ package launch_test
 import (
 	"bytes"
 	"encoding/json"
-	"net"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
 	"github.com/bpfgate/bpfgate/launch"
@@ -61,34 +60,16 @@ func TestReviewPinIntoHostBPFFS(t *testing.T) {
 		t.Fatalf("workload: %v\nstdout: %s", err, stdout.String())
 	}
 	// The sandbox has ended. The accomplice: an unprivileged local user.
-	got := make(chan string, 1)
-	go func() {
-		if err := testutil.DropToNobody(); err != nil {
-			got <- "drop privileges: " + err.Error()
-			return
-		}
+	got := accomplice(ifname, func() (*ebpf.Program, error) {
 		prog, err := ebpf.LoadPinnedProgram(filepath.Join(hostFS, "escaped"), nil)
 		if err != nil {
-			got <- "open pin: " + err.Error()
-			return
+			return nil, fmt.Errorf("open pin: %w", err)
 		}
-		defer prog.Close()
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		lk, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index})
-		if err != nil {
-			got <- "attach refused: " + err.Error()
-			return
-		}
-		lk.Close()
-		got <- "attached"
-	}()
-	accomplice := <-got
-	t.Logf("workload %v; accomplice after the sandbox ended: %s", res, accomplice)
-	if res["pin"] == "ok" || accomplice == "attached" {
-		t.Errorf("the workload pinned its XDP program into a host bpffs (%s) and an unprivileged user attached it to host interface %s: %s", hostFS, ifname, accomplice)
+		return prog, nil
+	})
+	verdict := <-got
+	t.Logf("workload %v; accomplice after the sandbox ended: %s", res, verdict)
+	if res["pin"] == "ok" || verdict == "attached" {
+		t.Errorf("the workload pinned its XDP program into a host bpffs (%s) and an unprivileged user attached it to host interface %s: %s", hostFS, ifname, verdict)
 	}
 }
