@@ -12,10 +12,14 @@ import (
 	"tags.cncf.io/container-device-interface/pkg/parser"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
-	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/atomicfile"
-	"github.com/bpfgate/bpfgate/ocihook"
+	"github.com/bpfgate/bpfgate/profile"
 )
+
+// HookStage is the OCI stage bpfgate's hook runs at (ocihook.Stage; a
+// test keeps the two equal without this package importing the hook, which
+// links the C helpers).
+const HookStage = "createRuntime"
 
 const (
 	// Vendor and Class make up the device kind bpfgate.dev/bpf.
@@ -47,7 +51,7 @@ func (h Hook) HookArgs(profile string) []string {
 }
 
 // Spec builds the CDI spec with one device per profile.
-func Spec(profiles []delegate.Profile, hook Hook) (*cdispec.Spec, error) {
+func Spec(profiles []profile.Profile, hook Hook) (*cdispec.Spec, error) {
 	if !filepath.IsAbs(hook.Path) {
 		return nil, fmt.Errorf("hook path %q: want an absolute path (runtimes do not search PATH)", hook.Path)
 	}
@@ -67,7 +71,7 @@ func Spec(profiles []delegate.Profile, hook Hook) (*cdispec.Spec, error) {
 		spec.Devices = append(spec.Devices, cdispec.Device{
 			Name: p.Name,
 			ContainerEdits: cdispec.ContainerEdits{Hooks: []*cdispec.Hook{{
-				HookName: ocihook.Stage,
+				HookName: HookStage,
 				Path:     hook.Path,
 				Args:     hook.HookArgs(p.Name),
 				Env:      hook.Env,

@@ -10,13 +10,14 @@ import (
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/bpfgate/bpfgate/cdi"
-	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/ocihook"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 func TestSpecWriteList(t *testing.T) {
-	profiles := append(delegate.BuiltinProfiles(),
-		delegate.Profile{Name: "demo", Description: "overrides the built-in", Source: "config.yaml"},
-		delegate.Profile{Name: "counter", Source: "config.yaml"})
+	profiles := append(profile.Builtins(),
+		profile.Profile{Name: "demo", Description: "overrides the built-in", Source: "config.yaml"},
+		profile.Profile{Name: "counter", Source: "config.yaml"})
 	hook := cdi.Hook{Path: "/usr/local/bin/bpfgate", Args: []string{"--log", "/var/log/bpfgate.log"}}
 	spec, err := cdi.Spec(profiles, hook)
 	if err != nil {
@@ -56,13 +57,13 @@ func TestSpecWriteList(t *testing.T) {
 func TestSpecErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		profiles []delegate.Profile
+		profiles []profile.Profile
 		hook     string
 		want     string
 	}{
-		{"relative hook", delegate.BuiltinProfiles(), "bpfgate", "want an absolute path"},
+		{"relative hook", profile.Builtins(), "bpfgate", "want an absolute path"},
 		{"no profiles", nil, "/bin/bpfgate", "no profiles"},
-		{"bad device name", []delegate.Profile{{Name: "a b"}}, "/bin/bpfgate", `profile "a b" cannot be a CDI device name`},
+		{"bad device name", []profile.Profile{{Name: "a b"}}, "/bin/bpfgate", `profile "a b" cannot be a CDI device name`},
 	} {
 		_, err := cdi.Spec(tc.profiles, cdi.Hook{Path: tc.hook})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -72,7 +73,7 @@ func TestSpecErrors(t *testing.T) {
 }
 
 func TestWriteRefuses(t *testing.T) {
-	spec, err := cdi.Spec(delegate.BuiltinProfiles(), cdi.Hook{Path: "/usr/local/bin/bpfgate"})
+	spec, err := cdi.Spec(profile.Builtins(), cdi.Hook{Path: "/usr/local/bin/bpfgate"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,5 +126,11 @@ func TestWriteRefuses(t *testing.T) {
 				t.Fatalf("list: %v %v %+v", err, errs, devs)
 			}
 		})
+	}
+}
+
+func TestHookStageIsTheHooks(t *testing.T) {
+	if cdi.HookStage != ocihook.Stage {
+		t.Errorf("cdi.HookStage %q, ocihook.Stage %q", cdi.HookStage, ocihook.Stage)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 // Parse a delegation as the kernel would and print it as mountinfo does.
@@ -39,7 +40,7 @@ func ExampleNames_Lint() {
 // A built-in profile, resolved against the kernel's names.
 func ExampleProfile_Resolve() {
 	names := delegate.BuiltinNames()
-	p, _ := delegate.FindProfile(delegate.BuiltinProfiles(), "demo")
+	p, _ := profile.Find(profile.Builtins(), "demo")
 	set, _, _ := p.Resolve(names)
 	fmt.Println(names.FormatOptions(set))
 	// Output: delegate_cmds=map_create:prog_load:btf_load,delegate_maps=hash:array,delegate_progs=socket_filter,delegate_attachs=cgroup_inet_ingress

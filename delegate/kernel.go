@@ -151,3 +151,7 @@ func BuiltinNames() *Names {
 	}
 	return n
 }
+
+// maxCacheSize bounds the kernel names cache: the names of a 6.18 kernel
+// are about 20 KiB of JSON.
+const maxCacheSize = 4 << 20

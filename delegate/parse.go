@@ -101,6 +101,23 @@ func splitAny(s, seps string) []string {
 	return append(out, s[start:])
 }
 
+// ParseKnown parses list as ParseList does, but skips the words these
+// names do not know and returns them as "kind=word": for lists written for
+// newer kernels than the running one (bpfgate's built-in profiles).
+func (n *Names) ParseKnown(k Kind, list string) (uint64, []string) {
+	var m uint64
+	var skipped []string
+	for _, w := range splitAny(list, ":,") {
+		v, err := n.parseWord(k, w)
+		if err != nil {
+			skipped = append(skipped, k.String()+"="+w)
+			continue
+		}
+		m |= v
+	}
+	return m, skipped
+}
+
 func (n *Names) parseWord(k Kind, word string) (uint64, error) {
 	if word == "" {
 		return 0, &ParseError{Option: k.Option(), Noun: k.noun(), Err: ErrEmpty}

@@ -2,6 +2,11 @@ package delegate
 
 import "fmt"
 
+// DefaultPath is where a workload finds its bpffs unless told otherwise:
+// where libbpf and cilium/ebpf look for a token, and where a bpffs is
+// mounted by convention.
+const DefaultPath = "/sys/fs/bpf"
+
 // Kind is one of the four delegation masks.
 type Kind int
 

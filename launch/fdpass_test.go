@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bpfgate/bpfgate/delegate"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
@@ -74,7 +76,7 @@ func TestSandboxKeepsBPFObjectsIn(t *testing.T) {
 			return progFrom(c.ReadMsgUnix)
 		})
 		set := demoSet(t)
-		res := runJSON(t, launch.Config{Delegation: set, Caps: launch.CapsFor(names(t), set), AllowUnixSockets: allow}, "pass-prog", sockEnv+"="+sock)
+		res := runJSON(t, launch.Config{Delegation: set, Caps: delegate.CapsFor(names(t), set), AllowUnixSockets: allow}, "pass-prog", sockEnv+"="+sock)
 		if !allow {
 			l.Close() // the accomplice waits for nothing
 		}

@@ -31,10 +31,6 @@ var (
 	ErrNotRoot = errors.New("delegating BPF needs root (CAP_SYS_ADMIN in the initial user namespace)")
 )
 
-// DefaultPath is where the workload finds its bpffs, and where libbpf and
-// cilium/ebpf look for a token.
-const DefaultPath = delegate.DefaultPath
-
 // Config describes a workload.
 type Config struct {
 	Args []string // the command and its arguments
@@ -42,9 +38,10 @@ type Config struct {
 	Dir  string
 
 	Delegation delegate.Set
-	// BPFFS are the bpffs options besides the delegation (owner and mode).
+	// BPFFS are the bpffs's owner and mode. Its Delegation, if set, must be
+	// Delegation's: the delegation is said once (Start refuses two).
 	BPFFS bpffs.Options
-	// Path is where the bpffs is mounted inside; DefaultPath if empty.
+	// Path is where the bpffs is mounted inside; delegate.DefaultPath if empty.
 	Path string
 	// UIDMap and GIDMap map the workload's ids to host ids. If UIDMap is
 	// nil, the workload gets a block of host ids of its own from IDPool
@@ -53,9 +50,9 @@ type Config struct {
 	UIDMap, GIDMap []syscall.SysProcIDMap
 	IDPool         *idpool.Pool
 	// Caps are the capabilities the workload keeps inside its user
-	// namespace; it has none in the host's. CAP_BPF if empty; CapsFor
+	// namespace; it has none in the host's. CAP_BPF if empty; delegate.CapsFor
 	// gives what a delegation needs.
-	Caps []Cap
+	Caps []delegate.Cap
 
 	// Net is the workload's network: NetNone (the default) gives it a
 	// network namespace of its own with only lo; NetHost shares the
@@ -270,6 +267,13 @@ func Start(cfg Config) (*Workload, error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
+	switch {
+	case cfg.BPFFS.Delegation.IsZero():
+	case cfg.Delegation.IsZero():
+		cfg.Delegation = cfg.BPFFS.Delegation
+	case cfg.BPFFS.Delegation != cfg.Delegation:
+		return nil, ErrTwoDelegations
+	}
 	if !cfg.Delegation.IsZero() {
 		if err := bpffs.CheckTokenSupport(); err != nil {
 			return nil, err
@@ -277,11 +281,11 @@ func Start(cfg Config) (*Workload, error) {
 	}
 	path := cfg.Path
 	if path == "" {
-		path = DefaultPath
+		path = delegate.DefaultPath
 	}
 	caps := cfg.Caps
 	if len(caps) == 0 {
-		caps = []Cap{unix.CAP_BPF}
+		caps = []delegate.Cap{unix.CAP_BPF}
 	}
 	for _, c := range caps {
 		if c == unix.CAP_SYS_ADMIN {
@@ -374,6 +378,18 @@ func Start(cfg Config) (*Workload, error) {
 	}
 	return w, nil
 }
+
+func capMask(caps []delegate.Cap) uint64 {
+	var m uint64
+	for _, c := range caps {
+		m |= 1 << uint(c)
+	}
+	return m
+}
+
+// ErrTwoDelegations means Config.Delegation and Config.BPFFS.Delegation
+// disagree: say the delegation once, in Config.Delegation.
+var ErrTwoDelegations = errors.New("Config.Delegation and Config.BPFFS.Delegation differ: set the delegation once, in Config.Delegation")
 
 // ErrSysAdmin means the workload was to keep CAP_SYS_ADMIN: in its own user
 // namespace that would let it unmount what the sandbox put over the host's

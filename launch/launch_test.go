@@ -79,13 +79,13 @@ func expect(t *testing.T, got map[string]string, want map[string]string) {
 func TestDelegatedTypesWorkOthersDenied(t *testing.T) {
 	testutil.RequireRoot(t)
 	set := demoSet(t)
-	res := runJSON(t, launch.Config{Delegation: set, Caps: launch.CapsFor(names(t), set)}, "cilium")
+	res := runJSON(t, launch.Config{Delegation: set, Caps: delegate.CapsFor(names(t), set)}, "cilium")
 	expect(t, res, map[string]string{
 		"map/hash": "ok", "map/array": "ok", "prog/socket_filter": "ok", "prog/xdp": "ok",
 		"map/lru_hash": "EPERM", "map/ringbuf": "EPERM", "prog/kprobe": "EPERM",
 	})
 	// XDP also takes CAP_NET_ADMIN in the workload's user namespace.
-	res = runJSON(t, launch.Config{Delegation: set, Caps: []launch.Cap{unix.CAP_BPF}}, "cilium")
+	res = runJSON(t, launch.Config{Delegation: set, Caps: []delegate.Cap{unix.CAP_BPF}}, "cilium")
 	expect(t, res, map[string]string{"prog/socket_filter": "ok", "prog/xdp": "EPERM"})
 }
 
@@ -148,7 +148,7 @@ func TestIdentityAndCapabilities(t *testing.T) {
 		"CapEff": "0000008000000000", // CAP_BPF only
 		"CapBnd": "0000008000000000",
 	})
-	res = runJSON(t, launch.Config{Delegation: demoSet(t), Caps: []launch.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN},
+	res = runJSON(t, launch.Config{Delegation: demoSet(t), Caps: []delegate.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN},
 		UIDMap: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 200000, Size: 1}}}, "identity")
 	expect(t, res, map[string]string{
 		"uid_map": "0 200000 1",
@@ -343,5 +343,20 @@ func TestMountIntoForeignProcess(t *testing.T) {
 	err = launch.MountInto(os.Getpid(), "/tmp", bpffs.Options{Delegation: demoSet(t)})
 	if !errors.Is(err, launch.ErrSharedUserNS) {
 		t.Errorf("own process: %v", err)
+	}
+}
+
+// TestDelegationSaidOnce: a delegation given only in Config.BPFFS is used
+// (it once ran the workload with none), and two that differ are refused.
+func TestDelegationSaidOnce(t *testing.T) {
+	testutil.RequireRoot(t)
+	set := demoSet(t)
+	res := runJSON(t, launch.Config{BPFFS: bpffs.Options{Delegation: set}}, "cilium")
+	expect(t, res, map[string]string{"map/hash": "ok", "prog/socket_filter": "ok"})
+	other := set
+	other.Maps = 0
+	_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: set, BPFFS: bpffs.Options{Delegation: other}})
+	if !errors.Is(err, launch.ErrTwoDelegations) {
+		t.Errorf("two delegations: got %v, want ErrTwoDelegations", err)
 	}
 }

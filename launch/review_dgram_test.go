@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bpfgate/bpfgate/delegate"
+
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
@@ -88,7 +90,7 @@ func TestReviewDgramSocketpairEscapesFilter(t *testing.T) {
 		return progFrom(l.ReadMsgUnix)
 	})
 	set := demoSet(t)
-	cfg := launch.Config{Delegation: set, Caps: launch.CapsFor(names(t), set)}
+	cfg := launch.Config{Delegation: set, Caps: delegate.CapsFor(names(t), set)}
 	var res map[string]string
 	{
 		var stdout, stderr bytes.Buffer

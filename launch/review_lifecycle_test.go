@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bpfgate/bpfgate/delegate"
+
 	"github.com/bpfgate/bpfgate/cgroup"
 	"github.com/bpfgate/bpfgate/internal/testutil"
 	"github.com/bpfgate/bpfgate/launch"
@@ -23,7 +25,7 @@ func TestReviewPoCRunner(t *testing.T) {
 		return // only runs as the child of a review PoC test
 	}
 	set := demoSet(t)
-	code, err := launch.Run(launch.Config{Args: []string{"sleep", "1000"}, Delegation: set, Caps: launch.CapsFor(names(t), set)})
+	code, err := launch.Run(launch.Config{Args: []string{"sleep", "1000"}, Delegation: set, Caps: delegate.CapsFor(names(t), set)})
 	fmt.Println(code, err)
 	os.Exit(0)
 }

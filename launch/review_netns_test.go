@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/bpfgate/bpfgate/delegate"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
@@ -75,7 +77,7 @@ func TestReviewSandboxReachesHostNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	cfg := launch.Config{Delegation: set, Caps: launch.CapsFor(n, set)}
+	cfg := launch.Config{Delegation: set, Caps: delegate.CapsFor(n, set)}
 	cfg.Args = []string{"/proc/self/exe", "-test.run=^TestReviewPoCWorkload$"}
 	cfg.Env = append(os.Environ(), reviewPoCEnv+"=netns-attach", "BPFGATE_REVIEW_NETNS=/run/netns/"+name)
 	cfg.Stdout, cfg.Stderr = &stdout, &stderr

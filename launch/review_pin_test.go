@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/bpfgate/bpfgate/delegate"
+
 	"github.com/cilium/ebpf"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
@@ -47,7 +49,7 @@ func TestReviewPinIntoHostBPFFS(t *testing.T) {
 	hostFS := testutil.MountBPFFS(t) // under the host's /tmp, default mode
 	set := demoSet(t)
 	var stdout, stderr bytes.Buffer
-	cfg := launch.Config{Delegation: set, Caps: launch.CapsFor(names(t), set)}
+	cfg := launch.Config{Delegation: set, Caps: delegate.CapsFor(names(t), set)}
 	cfg.Args = []string{"/proc/self/exe", "-test.run=^TestReviewPoCWorkload$"}
 	cfg.Env = append(os.Environ(), reviewPoCEnv+"=pin-out", "BPFGATE_REVIEW_BPFFS="+hostFS)
 	cfg.Stdout, cfg.Stderr = &stdout, &stderr

@@ -48,7 +48,7 @@ func netSet(t *testing.T) delegate.Set {
 func netConfig(t *testing.T) launch.Config {
 	t.Helper()
 	set := netSet(t)
-	return launch.Config{Delegation: set, Caps: launch.CapsFor(names(t), set)}
+	return launch.Config{Delegation: set, Caps: delegate.CapsFor(names(t), set)}
 }
 
 // running is a workload started with pipes for stdin and stdout, so that

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bpfgate/bpfgate/delegate"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/bpfgate/bpfgate/launch"
 )
 
 // FuzzReadState: any stdin gives a state a hook can use or an error.
@@ -64,7 +64,7 @@ func FuzzLoadBundle(f *testing.F) {
 	}
 	dir := f.TempDir()
 	st := &specs.State{ID: "fuzz", Bundle: dir, Pid: 1}
-	need := []launch.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN}
+	need := []delegate.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN}
 	f.Fuzz(func(t *testing.T, data []byte, id uint32) {
 		if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
 			t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/boundedio"
 	"github.com/bpfgate/bpfgate/launch"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 // ProfileAnnotation names the profile a container asks for when the hook
@@ -105,11 +106,11 @@ func ProfileName(st *specs.State, fromArgs string) (string, error) {
 type Request struct {
 	State   *specs.State
 	Spec    *specs.Spec
-	Profile delegate.Profile
+	Profile profile.Profile
 	// Delegation is the profile resolved against the running kernel.
 	Delegation delegate.Set
 	// Caps are the capabilities the token needs inside the container.
-	Caps  []launch.Cap
+	Caps  []delegate.Cap
 	Names *delegate.Names
 }
 

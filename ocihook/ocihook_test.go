@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bpfgate/bpfgate/delegate"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -50,7 +52,7 @@ func TestCheck(t *testing.T) {
 	caps := func(c ...string) *specs.Process {
 		return &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: c}}
 	}
-	need := []launch.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN}
+	need := []delegate.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN}
 	for _, tc := range []struct {
 		name string
 		spec specs.Spec

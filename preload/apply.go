@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/pins"
 )
 
@@ -188,7 +189,7 @@ func Apply(ms []*Manifest, opts Options) ([]Result, error) {
 }
 
 // SystemBPFFS is where systemd mounts the system's bpffs at boot.
-const SystemBPFFS = "/sys/fs/bpf"
+const SystemBPFFS = delegate.DefaultPath
 
 // systemRoot says whether root is below /sys/fs/bpf, where bpfgate may
 // mount the system's bpffs when nothing is mounted there.

@@ -3,10 +3,9 @@ package token
 import (
 	"fmt"
 	"os"
-)
 
-// DefaultPath is where libbpf and bpfgate look for a delegated bpffs.
-const DefaultPath = "/sys/fs/bpf"
+	"github.com/bpfgate/bpfgate/delegate"
+)
 
 // PathEnv is libbpf's environment variable for the token path.
 const PathEnv = "LIBBPF_BPF_TOKEN_PATH"
@@ -39,6 +38,6 @@ func Find(explicit string) (*Token, Found, error) {
 		}
 		return t, Found{Path: p, Reason: "env"}, nil
 	}
-	t, err := Create(DefaultPath)
-	return t, Found{Path: DefaultPath, Reason: "default", Err: err}, nil
+	t, err := Create(delegate.DefaultPath)
+	return t, Found{Path: delegate.DefaultPath, Reason: "default", Err: err}, nil
 }

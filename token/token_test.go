@@ -86,7 +86,7 @@ func TestTokenInfoAndFind(t *testing.T) {
 	if r.ObjInfo != set || r.FDInfo != set {
 		t.Fatalf("token allows obj_info %+v, fdinfo %+v; mounted %+v", r.ObjInfo, r.FDInfo, set)
 	}
-	if r.FindPath != token.DefaultPath {
+	if r.FindPath != delegate.DefaultPath {
 		t.Errorf("Find: default path not used: %q", r.FindPath)
 	}
 	if r.FindErr == "" {

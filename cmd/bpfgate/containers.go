@@ -17,16 +17,16 @@ import (
 	"github.com/bpfgate/bpfgate/cdi"
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/atomicfile"
-	"github.com/bpfgate/bpfgate/launch"
 	"github.com/bpfgate/bpfgate/ocihook"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 // policy is what workloads and containers may receive: exactly the
 // profiles of the config file when it exists, the built-in ones only when
 // there is no file at the default location.
-func (g *globals) policy(names *delegate.Names) (*delegate.Policy, error) {
+func (g *globals) policy(names *delegate.Names) (*profile.Policy, error) {
 	optional := g.config == defaultConfig() && os.Getenv(configEnv) == ""
-	return delegate.LoadPolicy(g.config, names, optional)
+	return profile.LoadPolicy(g.config, names, optional)
 }
 
 // hookFlags are how a generated spec runs bpfgate.
@@ -94,7 +94,7 @@ user namespace of its own and CAP_BPF (plus what the profile's types need).`,
 				return err
 			}
 			if len(pol.Profiles) == 0 {
-				return fmt.Errorf("%w: %s defines none, so there is no device to generate", delegate.ErrNoProfiles, pol.Path)
+				return fmt.Errorf("%w: %s defines none, so there is no device to generate", profile.ErrNoProfiles, pol.Path)
 			}
 			hook, err := hf.hook(g)
 			if err != nil {
@@ -297,17 +297,12 @@ func runHook(g *globals, profileFlag string) (*ocihook.Result, error) {
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ocihook.ErrNotAllowed, err))
 	}
-	set, _, err := p.Resolve(names)
+	grant, err := p.Grant(names)
 	if err != nil {
 		return fail(err)
 	}
-	caps := launch.CapsFor(names, set)
-	extra, err := launch.ParseCaps(p.Caps)
-	if err != nil {
-		return fail(fmt.Errorf("profile %s: %w", p.Name, err))
-	}
-	req := &ocihook.Request{State: st, Spec: spec, Profile: p, Delegation: set,
-		Caps: append(caps, extra...), Names: names}
+	req := &ocihook.Request{State: st, Spec: spec, Profile: p, Delegation: grant.Delegation,
+		Caps: grant.Caps, Names: names}
 	done, err := ocihook.Mount(req)
 	if err != nil {
 		return fail(err)

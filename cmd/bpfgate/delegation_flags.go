@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 // delegationFlags are the flags every command that builds a Set shares.
@@ -37,7 +38,7 @@ func (f *delegationFlags) register(cmd *cobra.Command, withProfile bool) {
 // resolved is a Set and where it came from.
 type resolved struct {
 	set     delegate.Set
-	profile *delegate.Profile
+	profile *profile.Profile
 }
 
 // load reads the running kernel's names and resolves the flags with them.
@@ -104,7 +105,7 @@ func completeNames(k delegate.Kind, prefix string) ([]string, cobra.ShellCompDir
 
 func completeProfiles(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
 	var out []string
-	for _, p := range delegate.BuiltinProfiles() {
+	for _, p := range profile.Builtins() {
 		out = append(out, p.Name+"\t"+p.Description)
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 func newNamesCmd(g *globals) *cobra.Command {
@@ -105,7 +106,7 @@ func newProfilesCmd(g *globals) *cobra.Command {
 				return err
 			}
 			type view struct {
-				delegate.Profile
+				profile.Profile
 				Options string `json:"options"`
 			}
 			out := []view{}

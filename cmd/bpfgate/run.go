@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -55,16 +56,21 @@ by themselves. Exit status, signals and standard streams pass through.`,
 				}
 			}
 			cfg := launch.Config{Args: args, Delegation: r.set, Path: path}
-			cfg.Caps = launch.CapsFor(names, r.set)
+			cfg.Caps = delegate.CapsFor(names, r.set)
 			if r.profile != nil {
-				extra, err := launch.ParseCaps(r.profile.Caps)
+				// The profile's own capabilities; flags may have added types.
+				grant, err := r.profile.Grant(names)
 				if err != nil {
-					return fmt.Errorf("profile %s: %w", r.profile.Name, err)
+					return err
 				}
-				cfg.Caps = append(cfg.Caps, extra...)
+				for _, c := range grant.Caps {
+					if !slices.Contains(cfg.Caps, c) {
+						cfg.Caps = append(cfg.Caps, c)
+					}
+				}
 			}
 			if cmd.Flags().Changed("caps") {
-				if cfg.Caps, err = launch.ParseCaps(caps); err != nil {
+				if cfg.Caps, err = delegate.ParseCaps(caps); err != nil {
 					return err
 				}
 			}
@@ -118,7 +124,7 @@ by themselves. Exit status, signals and standard streams pass through.`,
 	}
 	df.register(cmd, true)
 	fl := cmd.Flags()
-	fl.StringVar(&path, "bpffs-path", launch.DefaultPath, "where the delegated bpffs is mounted inside")
+	fl.StringVar(&path, "bpffs-path", delegate.DefaultPath, "where the delegated bpffs is mounted inside")
 	fl.StringVar(&uidMap, "uid-map", "", "uid map inside:host:count[,...] (default: a block of 65536 host ids of its own from the id pool, see docs/sandbox.md)")
 	fl.StringVar(&gidMap, "gid-map", "", "gid map (default: as --uid-map)")
 	fl.StringSliceVar(&caps, "caps", nil, "capabilities kept inside the user namespace (default: CAP_BPF, plus CAP_NET_ADMIN or CAP_PERFMON where the delegated types need them)")
@@ -134,7 +140,7 @@ by themselves. Exit status, signals and standard streams pass through.`,
 // hostNetReach says what a delegation reaches when the workload shares the
 // host's network namespace.
 func hostNetReach(names *delegate.Names, set delegate.Set) string {
-	caps := launch.CapsFor(names, set)
+	caps := delegate.CapsFor(names, set)
 	for _, c := range caps {
 		if c == unix.CAP_NET_ADMIN {
 			return "the workload shares the host's network namespace, and its delegation lets it attach XDP and tc programs to every host interface, see all host traffic and send frames out of host interfaces"

@@ -1,4 +1,4 @@
-package delegate
+package profile
 
 import (
 	"errors"
@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bpfgate/bpfgate/delegate"
 )
 
 func TestBuiltinProfilesResolveCleanly(t *testing.T) {
-	n := BuiltinNames()
-	for _, p := range BuiltinProfiles() {
+	n := delegate.BuiltinNames()
+	for _, p := range Builtins() {
 		set, skipped, err := p.Resolve(n)
 		if err != nil || len(skipped) > 0 {
 			t.Errorf("%s: %v, skipped %v", p.Name, err, skipped)
@@ -22,13 +24,13 @@ func TestBuiltinProfilesResolveCleanly(t *testing.T) {
 			t.Errorf("%s: lint: %v", p.Name, ws)
 		}
 	}
-	if _, err := FindProfile(BuiltinProfiles(), "nope"); !errors.Is(err, ErrUnknownProfile) || !strings.Contains(err.Error(), "demo") {
+	if _, err := Find(Builtins(), "nope"); !errors.Is(err, ErrUnknown) || !strings.Contains(err.Error(), "demo") {
 		t.Errorf("unknown profile: %v", err)
 	}
 }
 
 func TestLoadProfiles(t *testing.T) {
-	n := BuiltinNames()
+	n := delegate.BuiltinNames()
 	dir := t.TempDir()
 	write := func(body string) string {
 		p := filepath.Join(dir, "config.yaml")
@@ -49,7 +51,7 @@ func TestLoadProfiles(t *testing.T) {
     uid: 1000
     mode: "0700"
 `)
-	ps, err := LoadProfiles(p, n)
+	ps, err := Load(p, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +61,11 @@ func TestLoadProfiles(t *testing.T) {
 	if ps[0].BPFFSPath() != "/run/bpf" || *ps[0].UID != 1000 || ps[0].GID != nil || *ps[0].Mode != 0o700 {
 		t.Fatalf("container fields: %+v", ps[0])
 	}
-	if (Profile{}).BPFFSPath() != DefaultPath {
+	if (Profile{}).BPFFSPath() != delegate.DefaultPath {
 		t.Fatal("default path")
 	}
 	set, _, err := ps[0].Resolve(n)
-	if err != nil || n.FormatMask(Progs, set.Progs) != "xdp" {
+	if err != nil || n.FormatMask(delegate.Progs, set.Progs) != "xdp" {
 		t.Fatalf("resolve: %v %+v", err, set)
 	}
 
@@ -78,7 +80,7 @@ func TestLoadProfiles(t *testing.T) {
 		{"profiles:\n  x:\n    mode: \"0999\"\n", `config.yaml:3: profiles.x.mode: "0999": want octal`},
 		{"profiles:\n  x:\n    uid: -1\n", "config.yaml:3: profiles.x: yaml: unmarshal errors"},
 	} {
-		_, err := LoadProfiles(write(tc.body), n)
+		_, err := Load(write(tc.body), n)
 		var ce *ConfigError
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.body, err, tc.want)

@@ -1,4 +1,4 @@
-package delegate
+package profile
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bpfgate/bpfgate/delegate"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/internal/boundedio"
@@ -16,7 +18,7 @@ import (
 // A config that is too large, endless or not a file is refused at once,
 // with the limit or the file type in the error.
 func TestLoadProfilesBounded(t *testing.T) {
-	n := BuiltinNames()
+	n := delegate.BuiltinNames()
 	dir := t.TempDir()
 	big := filepath.Join(dir, "big.yaml")
 	// Valid YAML all along: only the size is wrong.
@@ -40,7 +42,7 @@ func TestLoadProfilesBounded(t *testing.T) {
 		{filepath.Join(dir, "missing.yaml"), os.ErrNotExist, "missing.yaml"},
 	} {
 		start := time.Now()
-		_, err := LoadProfiles(tc.path, n)
+		_, err := Load(tc.path, n)
 		if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: got %v, want %q", tc.path, err, tc.msg)
 		}
@@ -52,7 +54,7 @@ func TestLoadProfilesBounded(t *testing.T) {
 
 // Values of the wrong YAML type are errors with the file, line and key.
 func TestLoadProfilesMistyped(t *testing.T) {
-	n := BuiltinNames()
+	n := delegate.BuiltinNames()
 	dir := t.TempDir()
 	for _, tc := range []struct{ body, want string }{
 		{"profiles: 3\n", "config.yaml:1: profiles: want a mapping of profile names"},
@@ -70,7 +72,7 @@ func TestLoadProfilesMistyped(t *testing.T) {
 		if err := os.WriteFile(p, []byte(tc.body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := LoadProfiles(p, n)
+		_, err := Load(p, n)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.body, err, tc.want)
 		}
@@ -79,7 +81,7 @@ func TestLoadProfilesMistyped(t *testing.T) {
 
 // A profile defined twice, or without a name, is refused.
 func TestLoadProfilesNames(t *testing.T) {
-	n := BuiltinNames()
+	n := delegate.BuiltinNames()
 	dir := t.TempDir()
 	for _, tc := range []struct{ body, want string }{
 		{"profiles:\n  a: {cmds: map_create}\n  a: {cmds: prog_load}\n", "config.yaml:3: profiles.a: defined again (first on line 2)"},
@@ -91,7 +93,7 @@ func TestLoadProfilesNames(t *testing.T) {
 		if err := os.WriteFile(p, []byte(tc.body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := LoadProfiles(p, n)
+		_, err := Load(p, n)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.body, err, tc.want)
 		}

@@ -1,4 +1,4 @@
-package delegate
+package profile
 
 import (
 	"errors"
@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bpfgate/bpfgate/delegate"
 )
 
 func TestPolicyFailsClosed(t *testing.T) {
-	n := BuiltinNames()
+	n := delegate.BuiltinNames()
 	const counter = "profiles:\n  counter:\n    cmds: [map_create]\n    maps: [hash]\n"
 	for _, tc := range []struct {
 		name     string
@@ -77,7 +79,7 @@ func TestPolicyFailsClosed(t *testing.T) {
 					}
 					continue
 				}
-				if !errors.Is(err, ErrUnknownProfile) {
+				if !errors.Is(err, ErrUnknown) {
 					t.Errorf("%s allowed: %v", name, err)
 				}
 				if len(tc.allowed) == 0 && (!errors.Is(err, ErrNoProfiles) || !strings.Contains(err.Error(), path)) {

@@ -1,10 +1,12 @@
-package delegate
+package profile
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/bpfgate/bpfgate/delegate"
 )
 
 // ErrNoProfiles means the host's config file exists and allows no profile.
@@ -26,11 +28,11 @@ type Policy struct {
 // that does not exist means the built-in profiles when optional is set (the
 // default location); otherwise it is an error, as is any file that does
 // not parse. Anything at path, even a dangling symlink, counts as a file.
-func LoadPolicy(path string, n *Names, optional bool) (*Policy, error) {
+func LoadPolicy(path string, n *delegate.Names, optional bool) (*Policy, error) {
 	if _, err := os.Lstat(path); optional && errors.Is(err, fs.ErrNotExist) {
-		return &Policy{Profiles: BuiltinProfiles(), Path: path, Builtin: true}, nil
+		return &Policy{Profiles: Builtins(), Path: path, Builtin: true}, nil
 	}
-	ps, err := LoadProfiles(path, n)
+	ps, err := Load(path, n)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w (no profile is allowed until it is fixed)", err)
 	}
@@ -41,9 +43,9 @@ func LoadPolicy(path string, n *Names, optional bool) (*Policy, error) {
 func (p *Policy) Find(name string) (Profile, error) {
 	if len(p.Profiles) == 0 {
 		return Profile{}, fmt.Errorf("%w %q: %w: %s defines none (built-in profiles apply only when the file does not exist)",
-			ErrUnknownProfile, name, ErrNoProfiles, p.Path)
+			ErrUnknown, name, ErrNoProfiles, p.Path)
 	}
-	return FindProfile(p.Profiles, name)
+	return Find(p.Profiles, name)
 }
 
 // Describe says where the profiles come from, for people.

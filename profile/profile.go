@@ -1,4 +1,4 @@
-package delegate
+package profile
 
 import (
 	"errors"
@@ -8,22 +8,20 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bpfgate/bpfgate/delegate"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/bpfgate/bpfgate/internal/boundedio"
 )
 
-// ErrUnknownProfile means no profile has the requested name.
-var ErrUnknownProfile = errors.New("unknown profile")
-
-// DefaultPath is where a workload finds its bpffs unless a profile says
-// otherwise: where libbpf and cilium/ebpf look for a token.
-const DefaultPath = "/sys/fs/bpf"
+// ErrUnknown means no profile has the requested name.
+var ErrUnknown = errors.New("unknown profile")
 
 // BPFFSPath returns where the profile's bpffs goes inside a workload.
 func (p Profile) BPFFSPath() string {
 	if p.Path == "" {
-		return DefaultPath
+		return delegate.DefaultPath
 	}
 	return p.Path
 }
@@ -38,9 +36,9 @@ type Profile struct {
 	Progs       string `json:"progs,omitempty" yaml:"progs"`
 	Attachs     string `json:"attachs,omitempty" yaml:"attachs"`
 	// Caps are capabilities a workload keeps inside its user namespace on
-	// top of those the delegation itself calls for (see launch.CapsFor).
+	// top of those the delegation itself calls for (see delegate.CapsFor).
 	Caps []string `json:"caps,omitempty" yaml:"caps"`
-	// Path is where a container gets the bpffs (DefaultPath if empty).
+	// Path is where a container gets the bpffs (delegate.DefaultPath if empty).
 	Path string `json:"path,omitempty" yaml:"path"`
 	// UID and GID own the bpffs root, as ids inside the workload's user
 	// namespace (its root if nil); Mode is its permission bits.
@@ -99,45 +97,38 @@ func init() {
 	}
 }
 
-// BuiltinProfiles returns the profiles compiled into bpfgate.
-func BuiltinProfiles() []Profile { return slices.Clone(builtinProfiles) }
+// Builtins returns the profiles compiled into bpfgate.
+func Builtins() []Profile { return slices.Clone(builtinProfiles) }
 
-// Resolve turns the profile into a Set with the names n knows. A built-in
+// Resolve turns the profile into a delegate.Set with the names n knows. A built-in
 // profile skips names the kernel does not know (they are returned); a
 // profile from a file must be exact.
-func (p Profile) Resolve(n *Names) (Set, []string, error) {
-	var s Set
+func (p Profile) Resolve(n *delegate.Names) (delegate.Set, []string, error) {
+	var s delegate.Set
 	var skipped []string
 	for k, list := range [...]string{p.Cmds, p.Maps, p.Progs, p.Attachs} {
 		if list == "" {
 			continue
 		}
-		kind := Kind(k)
+		kind := delegate.Kind(k)
 		if !p.Builtin {
 			m, err := n.ParseList(kind, list)
 			if err != nil {
-				return Set{}, nil, fmt.Errorf("profile %s: %w", p.Name, err)
+				return delegate.Set{}, nil, fmt.Errorf("profile %s: %w", p.Name, err)
 			}
 			s.SetMask(kind, m)
 			continue
 		}
-		var m uint64
-		for _, w := range splitAny(list, ":,") {
-			v, err := n.parseWord(kind, w)
-			if err != nil {
-				skipped = append(skipped, kind.String()+"="+w)
-				continue
-			}
-			m |= v
-		}
+		m, unknown := n.ParseKnown(kind, list)
+		skipped = append(skipped, unknown...)
 		s.SetMask(kind, m)
 	}
 	return s, skipped, nil
 }
 
-// FindProfile returns the profile called name among profiles (searched
+// Find returns the profile called name among profiles (searched
 // last to first, so later sources override earlier ones).
-func FindProfile(profiles []Profile, name string) (Profile, error) {
+func Find(profiles []Profile, name string) (Profile, error) {
 	for i := len(profiles) - 1; i >= 0; i-- {
 		if profiles[i].Name == name {
 			return profiles[i], nil
@@ -149,7 +140,7 @@ func FindProfile(profiles []Profile, name string) (Profile, error) {
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
-	return Profile{}, fmt.Errorf("%w %q (known: %s)", ErrUnknownProfile, name, strings.Join(names, ", "))
+	return Profile{}, fmt.Errorf("%w %q (known: %s)", ErrUnknown, name, strings.Join(names, ", "))
 }
 
 // ConfigError points at the line and key of a bad config file entry.
@@ -201,7 +192,7 @@ type profileYAML struct {
 	Mode        string   `yaml:"mode"`
 }
 
-// LoadProfiles reads profiles from a YAML file of the form
+// Load reads profiles from a YAML file of the form
 //
 //	profiles:
 //	  NAME:
@@ -217,7 +208,7 @@ type profileYAML struct {
 //	    mode: "0700"
 //
 // and checks every name against n. Errors carry the file, line and key.
-func LoadProfiles(path string, n *Names) ([]Profile, error) {
+func Load(path string, n *delegate.Names) ([]Profile, error) {
 	data, err := boundedio.ReadFile(path, MaxConfigSize)
 	if err != nil {
 		return nil, err
@@ -259,7 +250,7 @@ func LoadProfiles(path string, n *Names) ([]Profile, error) {
 
 var knownProfileKeys = []string{"description", "cmds", "maps", "progs", "attachs", "caps", "path", "uid", "gid", "mode"}
 
-func decodeProfile(path string, name, body *yaml.Node, n *Names) (Profile, error) {
+func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profile, error) {
 	key := "profiles." + name.Value
 	if body.Kind != yaml.MappingNode {
 		return Profile{}, &ConfigError{path, body.Line, key, errors.New("want a mapping")}
@@ -288,7 +279,7 @@ func decodeProfile(path string, name, body *yaml.Node, n *Names) (Profile, error
 	}
 	if py.Path != "" && (!filepath.IsAbs(py.Path) || filepath.Clean(py.Path) != py.Path || py.Path == "/") {
 		return Profile{}, &ConfigError{path, line("path"), key + ".path",
-			fmt.Errorf("%q: want a clean absolute path below /, e.g. %s", py.Path, DefaultPath)}
+			fmt.Errorf("%q: want a clean absolute path below /, e.g. %s", py.Path, delegate.DefaultPath)}
 	}
 	if py.Mode != "" {
 		m, err := strconv.ParseUint(py.Mode, 8, 32)
@@ -301,7 +292,7 @@ func decodeProfile(path string, name, body *yaml.Node, n *Names) (Profile, error
 	}
 	for i := 0; i+1 < len(body.Content); i += 2 {
 		k, v := body.Content[i], body.Content[i+1]
-		kind, ok := KindByName(k.Value)
+		kind, ok := delegate.KindByName(k.Value)
 		if !ok {
 			continue
 		}
@@ -310,4 +301,41 @@ func decodeProfile(path string, name, body *yaml.Node, n *Names) (Profile, error
 		}
 	}
 	return p, nil
+}
+
+// Grant is what a profile gives a workload on the running kernel: the
+// delegation, the capabilities it keeps inside its user namespace, and
+// where and how its bpffs is mounted.
+type Grant struct {
+	Profile    string
+	Delegation delegate.Set
+	// Skipped are the names of a built-in profile this kernel does not know.
+	Skipped []string
+	// Caps: CAP_BPF, what the delegated types call for (delegate.CapsFor)
+	// and the profile's own.
+	Caps []delegate.Cap
+	// Path is where the bpffs goes inside the workload.
+	Path string
+	// UID, GID and Mode own the bpffs root (nil: the kernel's defaults).
+	UID, GID, Mode *uint32
+}
+
+// Grant resolves the profile with the names n knows.
+func (p Profile) Grant(n *delegate.Names) (Grant, error) {
+	set, skipped, err := p.Resolve(n)
+	if err != nil {
+		return Grant{}, err
+	}
+	extra, err := delegate.ParseCaps(p.Caps)
+	if err != nil {
+		return Grant{}, fmt.Errorf("profile %s: %w", p.Name, err)
+	}
+	caps := delegate.CapsFor(n, set)
+	for _, c := range extra {
+		if !slices.Contains(caps, c) {
+			caps = append(caps, c)
+		}
+	}
+	return Grant{Profile: p.Name, Delegation: set, Skipped: skipped, Caps: caps,
+		Path: p.BPFFSPath(), UID: p.UID, GID: p.GID, Mode: p.Mode}, nil
 }

@@ -1,4 +1,4 @@
-package delegate
+package profile
 
 import (
 	"errors"
@@ -7,15 +7,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// MaxConfigSize bounds the config file LoadProfiles reads. A config with
+// MaxConfigSize bounds the config file Load reads. A config with
 // every built-in profile spelt out is about 4 KiB; a thousand profiles
 // would still fit. A larger file is a mistake (or /dev/zero), refused with
 // this limit named rather than read into memory.
 const MaxConfigSize = 1 << 20
-
-// maxCacheSize bounds the kernel names cache: the names of a 6.18 kernel
-// are about 20 KiB of JSON.
-const maxCacheSize = 4 << 20
 
 // checkProfileNames refuses a config that defines a profile twice (YAML
 // does not, when read node by node), since which one would apply is a

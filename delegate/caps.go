@@ -1,14 +1,11 @@
-package launch
+package delegate
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/bpfgate/bpfgate/delegate"
 )
 
 // Cap is a Linux capability number.
@@ -76,39 +73,6 @@ func (c Cap) String() string {
 	return "CAP_" + strconv.Itoa(int(c))
 }
 
-func capMask(caps []Cap) uint64 {
-	var m uint64
-	for _, c := range caps {
-		m |= 1 << uint(c)
-	}
-	return m
-}
-
-func lastCap() int {
-	data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
-	if err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
-			return n
-		}
-	}
-	return unix.CAP_LAST_CAP
-}
-
-// limitBoundingSet drops every capability not in keep from this thread's
-// bounding set. As (namespace) root, an exec'd program then gets exactly the
-// bounding set as its permitted and effective capabilities.
-func limitBoundingSet(keep uint64) error {
-	for c := 0; c <= lastCap(); c++ {
-		if keep&(1<<uint(c)) != 0 {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
-			return fmt.Errorf("drop %s from the bounding set: %w", Cap(c), err)
-		}
-	}
-	return nil
-}
-
 // The kernel checks these capabilities, in the token's user namespace, on
 // top of CAP_BPF: CAP_NET_ADMIN for networking program and map types and
 // CAP_PERFMON for tracing ones (is_net_admin_prog_type, is_perfmon_prog_type
@@ -125,9 +89,9 @@ var (
 // CapsFor returns the capabilities a workload needs inside its user
 // namespace to use every type in set: CAP_BPF, plus CAP_NET_ADMIN and
 // CAP_PERFMON where the delegated types call for them.
-func CapsFor(names *delegate.Names, set delegate.Set) []Cap {
+func CapsFor(names *Names, set Set) []Cap {
 	caps := []Cap{unix.CAP_BPF}
-	has := func(k delegate.Kind, list []string) bool {
+	has := func(k Kind, list []string) bool {
 		for _, name := range list {
 			if v, ok := names.Lookup(k, name); ok && set.Has(k, v) {
 				return true
@@ -135,10 +99,10 @@ func CapsFor(names *delegate.Names, set delegate.Set) []Cap {
 		}
 		return false
 	}
-	if has(delegate.Progs, netAdminProgs) || has(delegate.Maps, netAdminMaps) {
+	if has(Progs, netAdminProgs) || has(Maps, netAdminMaps) {
 		caps = append(caps, unix.CAP_NET_ADMIN)
 	}
-	if has(delegate.Progs, perfmonProgs) {
+	if has(Progs, perfmonProgs) {
 		caps = append(caps, unix.CAP_PERFMON)
 	}
 	return caps

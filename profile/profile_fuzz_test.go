@@ -1,13 +1,15 @@
-package delegate
+package profile
 
 import (
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/bpfgate/bpfgate/delegate"
 )
 
-// FuzzLoadProfiles feeds config files to LoadProfiles: it must never panic,
+// FuzzLoadProfiles feeds config files to Load: it must never panic,
 // every error must point into the file, and every profile it accepts must be
 // usable: its names resolve, its path and mode are valid, and no two
 // profiles share a name.
@@ -31,14 +33,14 @@ func FuzzLoadProfiles(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	n := BuiltinNames()
+	n := delegate.BuiltinNames()
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(dir, "config.yaml")
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		ps, err := LoadProfiles(path, n)
+		ps, err := Load(path, n)
 		if err != nil {
 			if len(data) <= MaxConfigSize && errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("a file that exists: %v", err)
