@@ -44,7 +44,7 @@ func (e *ParseError) Error() string {
 	if len(e.Suggestions) > 0 {
 		fmt.Fprintf(&b, "; did you mean %s?", strings.Join(e.Suggestions, ", "))
 	} else {
-		b.WriteString("; run 'bpfgate names' for the valid names")
+		b.WriteString("; the running kernel has no such name")
 	}
 	return b.String()
 }

@@ -72,7 +72,7 @@ func TestParseMaskErrors(t *testing.T) {
 		{Cmds, "0b11", ErrUnknownName, `"0b11"`},
 		{Cmds, "1 ", ErrUnknownName, `"1 "`},
 		{Cmds, "18446744073709551616", ErrRange, "does not fit in 64 bits"},
-		{Cmds, "xyzzyplugh", ErrUnknownName, "bpfgate names"},
+		{Cmds, "xyzzyplugh", ErrUnknownName, "no such name"},
 	} {
 		_, err := n.ParseMask(tc.kind, tc.in)
 		if !errors.Is(err, tc.want) {

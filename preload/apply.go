@@ -339,7 +339,7 @@ func build(root *pins.Dir, plan Plan, opts Options) (res Result, err error) {
 		}
 		if err := spec.Maps[mp.Name].Compatible(pinned); err != nil {
 			pinned.Close()
-			return res, fmt.Errorf("map %s: %w: %v; drop keep or run bpfgate preload remove %s first (its data will be lost)",
+			return res, fmt.Errorf("map %s: %w: %v; drop keep, or remove object %s first (its data will be lost)",
 				mp.Name, ErrIncompatibleMap, err, m.Name)
 		}
 		replacements[mp.Name] = pinned

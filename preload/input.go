@@ -23,7 +23,7 @@ const (
 func openObject(m *Manifest) (*io.SectionReader, io.Closer, error) {
 	f, size, err := boundedio.Open(m.Object, MaxObjectSize, 0)
 	if err != nil {
-		return nil, nil, &ManifestError{m.File, m.line("object"), "object", err}
+		return nil, nil, manifestError(m.File, m.line("object"), "object", err)
 	}
 	return io.NewSectionReader(f, 0, size), f, nil
 }

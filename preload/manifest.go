@@ -16,6 +16,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/bpfgate/bpfgate/internal/boundedio"
+	"github.com/bpfgate/bpfgate/pins"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 // DefaultDir holds the manifests Apply reads by default.
@@ -31,26 +33,18 @@ var (
 	ErrManifest = errors.New("bad manifest")
 	// ErrDuplicate means two manifests (or two entries of one) share a name.
 	ErrDuplicate = errors.New("duplicate name")
-	// ErrEscape means a name would place pins outside the object's directory.
-	ErrEscape = errors.New("path escape")
+	// ErrEscape means a name would place pins outside the object's
+	// directory: the same error as pins.ErrEscape.
+	ErrEscape = pins.ErrEscape
 )
 
-// ManifestError points at the file, line and key of a bad manifest.
-type ManifestError struct {
-	File string
-	Line int
-	Key  string
-	Err  error
-}
+// ManifestError points at the file, line and key of a bad manifest; it
+// matches ErrManifest.
+type ManifestError = profile.ConfigError
 
-func (e *ManifestError) Error() string {
-	if e.Key == "" {
-		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
-	}
-	return fmt.Sprintf("%s:%d: %s: %v", e.File, e.Line, e.Key, e.Err)
+func manifestError(file string, line int, key string, err error) error {
+	return &ManifestError{Path: file, Line: line, Key: key, Err: err, Kind: ErrManifest}
 }
-
-func (e *ManifestError) Unwrap() []error { return []error{ErrManifest, e.Err} }
 
 // Manifest is one object to preload.
 type Manifest struct {
@@ -127,8 +121,8 @@ func ReadDir(dir string) ([]*Manifest, error) {
 			return nil, err
 		}
 		if prev, ok := seen[m.Name]; ok {
-			return nil, &ManifestError{f, m.lines["name"], "name",
-				fmt.Errorf("%w: %q is also the name of %s", ErrDuplicate, m.Name, prev)}
+			return nil, manifestError(f, m.lines["name"], "name",
+				fmt.Errorf("%w: %q is also the name of %s", ErrDuplicate, m.Name, prev))
 		}
 		seen[m.Name] = f
 		out = append(out, m)
@@ -159,7 +153,7 @@ func ReadFile(path string) (*Manifest, error) {
 		return nil, fmt.Errorf("%s: %w: %w", path, ErrManifest, err)
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, &ManifestError{path, 1, "", errors.New("want a mapping with at least 'object'")}
+		return nil, manifestError(path, 1, "", errors.New("want a mapping with at least 'object'"))
 	}
 	root := doc.Content[0]
 	m := &Manifest{File: path, Order: DefaultOrder, lines: map[string]int{"": root.Line}}
@@ -174,7 +168,7 @@ func ReadFile(path string) (*Manifest, error) {
 		Maps     []yaml.Node `yaml:"maps"`
 	}
 	if err := root.Decode(&raw); err != nil {
-		return nil, &ManifestError{path, root.Line, "", err}
+		return nil, manifestError(path, root.Line, "", err)
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		m.lines[root.Content[i].Value] = root.Content[i].Line
@@ -184,13 +178,13 @@ func ReadFile(path string) (*Manifest, error) {
 		m.Name = strings.TrimSuffix(filepath.Base(path), ".yaml")
 	}
 	if err := checkName(m.Name); err != nil {
-		return nil, &ManifestError{path, m.lines["name"], "name", err}
+		return nil, manifestError(path, m.lines["name"], "name", err)
 	}
 	if raw.Order != nil {
 		m.Order = *raw.Order
 	}
 	if raw.Object == "" {
-		return nil, &ManifestError{path, root.Line, "object", errors.New("missing: give the path of a BPF ELF object")}
+		return nil, manifestError(path, root.Line, "object", errors.New("missing: give the path of a BPF ELF object"))
 	}
 	m.Object = raw.Object
 	if !filepath.IsAbs(m.Object) {
@@ -213,7 +207,7 @@ func ReadFile(path string) (*Manifest, error) {
 	h.Write(data)
 	h.Write([]byte{0})
 	if _, err := io.Copy(h, obj); err != nil {
-		return nil, &ManifestError{path, m.lines["object"], "object", err}
+		return nil, manifestError(path, m.lines["object"], "object", err)
 	}
 	m.Digest = "sha256-" + hex.EncodeToString(h.Sum(nil))
 	return m, nil
@@ -232,13 +226,13 @@ func decodeEntries[T any](m *Manifest, nodes []yaml.Node, section, noun string, 
 		}
 		var e T
 		if err := n.Decode(&e); err != nil {
-			return nil, &ManifestError{m.File, n.Line, key, err}
+			return nil, manifestError(m.File, n.Line, key, err)
 		}
 		if err := checkName(name(e)); err != nil {
-			return nil, &ManifestError{m.File, n.Line, key + ".name", err}
+			return nil, manifestError(m.File, n.Line, key+".name", err)
 		}
 		if seen[name(e)] {
-			return nil, &ManifestError{m.File, n.Line, key + ".name", fmt.Errorf("%w: %s %q is listed twice", ErrDuplicate, noun, name(e))}
+			return nil, manifestError(m.File, n.Line, key+".name", fmt.Errorf("%w: %s %q is listed twice", ErrDuplicate, noun, name(e)))
 		}
 		seen[name(e)] = true
 		m.lines[section+"."+name(e)] = n.Line
@@ -261,7 +255,7 @@ func checkName(name string) error {
 
 func checkKeys(file string, n *yaml.Node, prefix string, known []string) error {
 	if n.Kind != yaml.MappingNode {
-		return &ManifestError{file, n.Line, prefix, errors.New("want a mapping")}
+		return manifestError(file, n.Line, prefix, errors.New("want a mapping"))
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
@@ -270,7 +264,7 @@ func checkKeys(file string, n *yaml.Node, prefix string, known []string) error {
 			if prefix != "" {
 				key = prefix + "." + key
 			}
-			return &ManifestError{file, k.Line, key, fmt.Errorf("unknown key (want one of %s)", strings.Join(known, ", "))}
+			return manifestError(file, k.Line, key, fmt.Errorf("unknown key (want one of %s)", strings.Join(known, ", ")))
 		}
 	}
 	return nil
@@ -289,5 +283,5 @@ func (m *Manifest) errorf(key string, format string, args ...any) error {
 	if i := strings.IndexByte(key, '.'); i >= 0 && strings.Count(key, ".") > 1 {
 		lineKey = key[:strings.LastIndexByte(key, '.')]
 	}
-	return &ManifestError{m.File, m.line(lineKey), key, fmt.Errorf(format, args...)}
+	return manifestError(m.File, m.line(lineKey), key, fmt.Errorf(format, args...))
 }

@@ -436,7 +436,7 @@ func TestIncompatibleKeptMapRefused(t *testing.T) {
 	e.manifest(t, "hooks", "# changed\n")
 	ms, _ := preload.ReadDir(e.dir)
 	_, err = preload.Apply(ms, preload.Options{Root: e.root})
-	if !errors.Is(err, preload.ErrIncompatibleMap) || !strings.Contains(err.Error(), "remove hooks") {
+	if !errors.Is(err, preload.ErrIncompatibleMap) || !strings.Contains(err.Error(), "remove object hooks") {
 		t.Fatalf("apply = %v, want ErrIncompatibleMap naming the way out", err)
 	}
 	after := e.tree(t, "hooks")

@@ -26,11 +26,11 @@ func checkProfileNames(path string, root *yaml.Node) error {
 		for j := 0; j+1 < len(val.Content); j += 2 {
 			name := val.Content[j]
 			if name.Kind != yaml.ScalarNode || name.Value == "" {
-				return &ConfigError{path, name.Line, "profiles", errors.New("want a profile name (a string) as each key")}
+				return configError(path, name.Line, "profiles", errors.New("want a profile name (a string) as each key"))
 			}
 			if line, ok := seen[name.Value]; ok {
-				return &ConfigError{path, name.Line, "profiles." + name.Value,
-					fmt.Errorf("defined again (first on line %d): keep one", line)}
+				return configError(path, name.Line, "profiles." + name.Value,
+					fmt.Errorf("defined again (first on line %d): keep one", line))
 			}
 			seen[name.Value] = name.Line
 		}

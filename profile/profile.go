@@ -143,12 +143,20 @@ func Find(profiles []Profile, name string) (Profile, error) {
 	return Profile{}, fmt.Errorf("%w %q (known: %s)", ErrUnknown, name, strings.Join(names, ", "))
 }
 
-// ConfigError points at the line and key of a bad config file entry.
+// ConfigError points at the file, line and key of a bad entry in a file of
+// bpfgate's: a config file here, a preload manifest (preload.ManifestError).
 type ConfigError struct {
 	Path string
 	Line int
 	Key  string
 	Err  error
+	// Kind, if set, is a sentinel the error also matches with errors.Is
+	// (preload.ErrManifest).
+	Kind error
+}
+
+func configError(path string, line int, key string, err error) *ConfigError {
+	return &ConfigError{Path: path, Line: line, Key: key, Err: err}
 }
 
 func (e *ConfigError) Error() string {
@@ -158,7 +166,12 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("%s:%d: %s: %v", e.Path, e.Line, e.Key, e.Err)
 }
 
-func (e *ConfigError) Unwrap() error { return e.Err }
+func (e *ConfigError) Unwrap() []error {
+	if e.Kind != nil {
+		return []error{e.Kind, e.Err}
+	}
+	return []error{e.Err}
+}
 
 // list accepts a YAML string ("a:b") or a sequence of strings.
 type list string
@@ -222,7 +235,7 @@ func Load(path string, n *delegate.Names) ([]Profile, error) {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, &ConfigError{path, root.Line, "", errors.New("want a mapping with a 'profiles' key")}
+		return nil, configError(path, root.Line, "", errors.New("want a mapping with a 'profiles' key"))
 	}
 	if err := checkProfileNames(path, root); err != nil {
 		return nil, err
@@ -234,7 +247,7 @@ func Load(path string, n *delegate.Names) ([]Profile, error) {
 			continue // other sections belong to other parts of bpfgate
 		}
 		if val.Kind != yaml.MappingNode {
-			return nil, &ConfigError{path, val.Line, "profiles", errors.New("want a mapping of profile names")}
+			return nil, configError(path, val.Line, "profiles", errors.New("want a mapping of profile names"))
 		}
 		for j := 0; j+1 < len(val.Content); j += 2 {
 			name, body := val.Content[j], val.Content[j+1]
@@ -253,18 +266,18 @@ var knownProfileKeys = []string{"description", "cmds", "maps", "progs", "attachs
 func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profile, error) {
 	key := "profiles." + name.Value
 	if body.Kind != yaml.MappingNode {
-		return Profile{}, &ConfigError{path, body.Line, key, errors.New("want a mapping")}
+		return Profile{}, configError(path, body.Line, key, errors.New("want a mapping"))
 	}
 	for i := 0; i+1 < len(body.Content); i += 2 {
 		k := body.Content[i]
 		if !slices.Contains(knownProfileKeys, k.Value) {
-			return Profile{}, &ConfigError{path, k.Line, key + "." + k.Value,
-				fmt.Errorf("unknown key (want one of %s)", strings.Join(knownProfileKeys, ", "))}
+			return Profile{}, configError(path, k.Line, key + "." + k.Value,
+				fmt.Errorf("unknown key (want one of %s)", strings.Join(knownProfileKeys, ", ")))
 		}
 	}
 	var py profileYAML
 	if err := body.Decode(&py); err != nil {
-		return Profile{}, &ConfigError{path, body.Line, key, err}
+		return Profile{}, configError(path, body.Line, key, err)
 	}
 	p := Profile{Name: name.Value, Description: py.Description, Cmds: string(py.Cmds), Maps: string(py.Maps),
 		Progs: string(py.Progs), Attachs: string(py.Attachs), Caps: py.Caps, Source: path,
@@ -278,14 +291,14 @@ func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profi
 		return body.Line
 	}
 	if py.Path != "" && (!filepath.IsAbs(py.Path) || filepath.Clean(py.Path) != py.Path || py.Path == "/") {
-		return Profile{}, &ConfigError{path, line("path"), key + ".path",
-			fmt.Errorf("%q: want a clean absolute path below /, e.g. %s", py.Path, delegate.DefaultPath)}
+		return Profile{}, configError(path, line("path"), key + ".path",
+			fmt.Errorf("%q: want a clean absolute path below /, e.g. %s", py.Path, delegate.DefaultPath))
 	}
 	if py.Mode != "" {
 		m, err := strconv.ParseUint(py.Mode, 8, 32)
 		if err != nil || m > 0o7777 {
-			return Profile{}, &ConfigError{path, line("mode"), key + ".mode",
-				fmt.Errorf("%q: want octal permission bits as a string, e.g. \"0700\"", py.Mode)}
+			return Profile{}, configError(path, line("mode"), key + ".mode",
+				fmt.Errorf("%q: want octal permission bits as a string, e.g. \"0700\"", py.Mode))
 		}
 		mode := uint32(m)
 		p.Mode = &mode
@@ -297,7 +310,7 @@ func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profi
 			continue
 		}
 		if _, err := n.ParseList(kind, string([...]list{py.Cmds, py.Maps, py.Progs, py.Attachs}[kind])); err != nil {
-			return Profile{}, &ConfigError{path, v.Line, key + "." + k.Value, err}
+			return Profile{}, configError(path, v.Line, key + "." + k.Value, err)
 		}
 	}
 	return p, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -88,7 +89,11 @@ func create(bpffs int) (*Token, error) {
 	if err != nil {
 		return nil, explain(err)
 	}
-	return &Token{fd: fd}, nil
+	t := &Token{fd: fd}
+	// A token nobody closes is closed when it is collected, as cilium/ebpf
+	// does with its fds.
+	runtime.SetFinalizer(t, (*Token).Close)
+	return t, nil
 }
 
 // FD returns the token's file descriptor, for BPF_F_TOKEN_FD.
@@ -104,6 +109,7 @@ func (t *Token) Close() error {
 	}
 	err := unix.Close(t.fd)
 	t.fd = -1
+	runtime.SetFinalizer(t, nil)
 	return err
 }
 

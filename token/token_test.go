@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/testutil"
 	"github.com/bpfgate/bpfgate/launch"
 	"github.com/bpfgate/bpfgate/token"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -27,6 +30,8 @@ type report struct {
 	FindPath        string
 	FindErr         string
 	Probe           token.Report
+	// Collected: a token nobody closed had its fd closed by the GC.
+	Collected bool
 }
 
 // workload runs inside bpfgate's namespaces and reports what it sees.
@@ -59,8 +64,28 @@ func workload() int {
 	}
 	names, _ := delegate.KernelNames()
 	r.Probe = token.Probe(nil, names) // without a token: everything denied
+	r.Collected = tokenCollected()
 	json.NewEncoder(os.Stdout).Encode(r)
 	return 0
+}
+
+// tokenCollected makes a token, drops it unclosed and reports whether the
+// garbage collector closed its fd.
+func tokenCollected() bool {
+	lost, err := token.Create("/sys/fs/bpf")
+	if err != nil {
+		return false
+	}
+	fd := lost.FD()
+	lost = nil
+	for range 10 {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func TestTokenInfoAndFind(t *testing.T) {
@@ -88,6 +113,9 @@ func TestTokenInfoAndFind(t *testing.T) {
 	}
 	if r.FindPath != delegate.DefaultPath {
 		t.Errorf("Find: default path not used: %q", r.FindPath)
+	}
+	if !r.Collected {
+		t.Errorf("a token nobody closed kept its fd after garbage collection")
 	}
 	if r.FindErr == "" {
 		t.Errorf("Find: a bad %s must be an error", token.PathEnv)
