@@ -29,7 +29,7 @@ func checkProfileNames(path string, root *yaml.Node) error {
 				return configError(path, name.Line, "profiles", errors.New("want a profile name (a string) as each key"))
 			}
 			if line, ok := seen[name.Value]; ok {
-				return configError(path, name.Line, "profiles." + name.Value,
+				return configError(path, name.Line, "profiles."+name.Value,
 					fmt.Errorf("defined again (first on line %d): keep one", line))
 			}
 			seen[name.Value] = name.Line

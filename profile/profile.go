@@ -271,7 +271,7 @@ func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profi
 	for i := 0; i+1 < len(body.Content); i += 2 {
 		k := body.Content[i]
 		if !slices.Contains(knownProfileKeys, k.Value) {
-			return Profile{}, configError(path, k.Line, key + "." + k.Value,
+			return Profile{}, configError(path, k.Line, key+"."+k.Value,
 				fmt.Errorf("unknown key (want one of %s)", strings.Join(knownProfileKeys, ", ")))
 		}
 	}
@@ -291,13 +291,13 @@ func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profi
 		return body.Line
 	}
 	if py.Path != "" && (!filepath.IsAbs(py.Path) || filepath.Clean(py.Path) != py.Path || py.Path == "/") {
-		return Profile{}, configError(path, line("path"), key + ".path",
+		return Profile{}, configError(path, line("path"), key+".path",
 			fmt.Errorf("%q: want a clean absolute path below /, e.g. %s", py.Path, delegate.DefaultPath))
 	}
 	if py.Mode != "" {
 		m, err := strconv.ParseUint(py.Mode, 8, 32)
 		if err != nil || m > 0o7777 {
-			return Profile{}, configError(path, line("mode"), key + ".mode",
+			return Profile{}, configError(path, line("mode"), key+".mode",
 				fmt.Errorf("%q: want octal permission bits as a string, e.g. \"0700\"", py.Mode))
 		}
 		mode := uint32(m)
@@ -310,7 +310,7 @@ func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profi
 			continue
 		}
 		if _, err := n.ParseList(kind, string([...]list{py.Cmds, py.Maps, py.Progs, py.Attachs}[kind])); err != nil {
-			return Profile{}, configError(path, v.Line, key + "." + k.Value, err)
+			return Profile{}, configError(path, v.Line, key+"."+k.Value, err)
 		}
 	}
 	return p, nil
