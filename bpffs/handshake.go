@@ -337,7 +337,3 @@ func recvTimeout(sock int) ([]byte, int, error) {
 	}
 }
 
-// FaultEnv names the environment variable that makes the C helper kill
-// itself at a step of the handshake. Only tests set it, to prove that every
-// failure leaves nothing behind.
-const FaultEnv = "BPFGATE_FAULT"

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/bpffs"
@@ -20,6 +19,7 @@ import (
 	"github.com/bpfgate/bpfgate/idpool"
 	"github.com/bpfgate/bpfgate/internal/testutil"
 	"github.com/bpfgate/bpfgate/launch"
+	"github.com/bpfgate/bpfgate/launch/nsexec"
 	"github.com/bpfgate/bpfgate/token"
 )
 
@@ -214,84 +214,6 @@ func TestCommandErrors(t *testing.T) {
 	}
 }
 
-// leftovers counts what a failed start could leave behind in this process:
-// open fds, child processes and bpffs mounts.
-type leftovers struct{ fds, children, mounts int }
-
-func snapshot(t *testing.T) leftovers {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	children := 0
-	tasks, _ := os.ReadDir("/proc/self/task")
-	for _, task := range tasks {
-		data, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
-		children += len(strings.Fields(string(data)))
-	}
-	// Only bpffs mounts owned by this test's workloads count: other test
-	// packages mount and unmount their own in parallel.
-	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("bpf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mounts := 0
-	for _, m := range ms {
-		if strings.Contains(","+m.VFSOptions+",", ",uid="+strconv.Itoa(faultHostID)+",") {
-			mounts++
-		}
-	}
-	return leftovers{len(fds), children, mounts}
-}
-
-// faultHostID is the host uid of the fault tests' workloads.
-const faultHostID = 400000
-
-var faultIDMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: faultHostID, Size: 65536}}
-
-func TestHandshakeFaultsLeaveNothing(t *testing.T) {
-	testutil.RequireRoot(t)
-	for _, tc := range []struct{ step, want string }{
-		{bpffs.StepOpen, "step send"},
-		{bpffs.StepSend, "step send"},
-		{bpffs.StepAttach, "step attach"},
-		{bpffs.StepConfirm, "step attach"},
-		{"exec", "wait for exec"},
-	} {
-		t.Run(tc.step, func(t *testing.T) {
-			before := snapshot(t)
-			_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
-				UIDMap: faultIDMap, GIDMap: faultIDMap,
-				Env: append(os.Environ(), bpffs.FaultEnv+"="+tc.step)})
-			if err == nil {
-				t.Fatal("start succeeded although the workload side was killed")
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q does not say %q", err, tc.want)
-			}
-			if tc.step != "exec" && !strings.Contains(err.Error(), "killed") {
-				t.Errorf("error %q does not say the workload side was killed", err)
-			}
-			if after := snapshot(t); after != before {
-				t.Errorf("left behind: before %+v, after %+v", before, after)
-			}
-		})
-	}
-	t.Run("host-config", func(t *testing.T) {
-		before := snapshot(t)
-		bad := uint32(4242) // not mapped in the workload's user namespace
-		_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
-			UIDMap: faultIDMap, GIDMap: faultIDMap, BPFFS: bpffs.Options{UID: &bad}})
-		if err == nil || !strings.Contains(err.Error(), "step configure") || !strings.Contains(err.Error(), "uid") {
-			t.Errorf("bad uid: %v", err)
-		}
-		if after := snapshot(t); after != before {
-			t.Errorf("left behind: before %+v, after %+v", before, after)
-		}
-	})
-}
-
 // TestMountIntoForeignProcess mounts a delegated bpffs into a process that
 // bpfgate did not start: a plain os/exec child in its own namespaces.
 func TestMountIntoForeignProcess(t *testing.T) {
@@ -358,5 +280,19 @@ func TestDelegationSaidOnce(t *testing.T) {
 	_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: set, BPFFS: bpffs.Options{Delegation: other}})
 	if !errors.Is(err, launch.ErrTwoDelegations) {
 		t.Errorf("two delegations: got %v, want ErrTwoDelegations", err)
+	}
+}
+
+// TestFaultsOnlyInTestBuilds: a release build's helpers ignore the fault
+// variable, so nobody can make them die half way by setting it.
+func TestFaultsOnlyInTestBuilds(t *testing.T) {
+	testutil.RequireRoot(t)
+	if nsexec.Faults {
+		return // the bpfgate_faults build: faults_test.go tests them
+	}
+	code, err := launch.Run(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
+		Env: append(os.Environ(), nsexec.EnvFault+"=fsopen")})
+	if err != nil || code != 0 {
+		t.Fatalf("with %s=fsopen set: code %d, %v", nsexec.EnvFault, code, err)
 	}
 }

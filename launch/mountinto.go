@@ -124,7 +124,7 @@ func MountIntoDir(p *Process, dir *os.File, opts bpffs.Options) error {
 // inside somebody else's namespaces.
 func enterEnv() []string {
 	env := []string{nsexec.EnvMode + "=" + nsexec.ModeEnter}
-	if v, ok := os.LookupEnv(nsexec.EnvFault); ok {
+	if v, ok := os.LookupEnv(nsexec.EnvFault); ok && nsexec.Faults {
 		env = append(env, nsexec.EnvFault+"="+v)
 	}
 	return env
