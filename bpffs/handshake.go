@@ -1,6 +1,7 @@
 package bpffs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -50,8 +51,19 @@ var ErrNotBPFFS = errors.New("the peer's filesystem context is not a BPF filesys
 // the user namespace it is meant for.
 var ErrWrongOwner = errors.New("the BPF filesystem is not owned by the target's user namespace")
 
-// HandshakeTimeout bounds each wait of the host side.
+// HandshakeTimeout bounds each wait of the host side, unless the context
+// given to ServeDelegationContext ends sooner.
 var HandshakeTimeout = 10 * time.Second
+
+// waitDeadline is when a wait that starts now must end: HandshakeTimeout
+// from now, or ctx's deadline if that comes first.
+func waitDeadline(ctx context.Context) time.Time {
+	d := time.Now().Add(HandshakeTimeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		return cd
+	}
+	return d
+}
 
 // StepError says at which step of the handshake something failed.
 type StepError struct {
@@ -80,6 +92,12 @@ func ServeDelegation(sock int, opts Options) error {
 // dropped unmounted. Every wait is bounded by HandshakeTimeout; every fd
 // received is closed before it returns. sock must be SOCK_SEQPACKET.
 func ServeDelegationTo(sock int, opts Options, owner *os.File) error {
+	return ServeDelegationContext(context.Background(), sock, opts, owner)
+}
+
+// ServeDelegationContext is ServeDelegationTo with every wait bounded by
+// ctx's deadline too.
+func ServeDelegationContext(ctx context.Context, sock int, opts Options, owner *os.File) error {
 	if owner != nil {
 		own, err := sys.SameFile(owner, "/proc/self/ns/user")
 		if err != nil {
@@ -89,7 +107,7 @@ func ServeDelegationTo(sock int, opts Options, owner *os.File) error {
 			return &StepError{StepConfig, fmt.Errorf("%w: the target shares the host's user namespace", ErrWrongOwner)}
 		}
 	}
-	msg, fsfd, err := recvTimeout(sock)
+	msg, fsfd, err := recvTimeout(sock, waitDeadline(ctx))
 	if err != nil {
 		return &StepError{StepSend, err}
 	}
@@ -103,7 +121,7 @@ func ServeDelegationTo(sock int, opts Options, owner *os.File) error {
 	mfd, err := createVerified(fsfd, opts)
 	unix.Close(fsfd)
 	if err == nil && owner != nil {
-		if err = checkOwner(mfd, owner); err != nil {
+		if err = checkOwner(mfd, owner, waitDeadline(ctx)); err != nil {
 			unix.Close(mfd)
 		}
 	}
@@ -116,7 +134,7 @@ func ServeDelegationTo(sock int, opts Options, owner *os.File) error {
 	if err != nil {
 		return &StepError{StepConfig, fmt.Errorf("hand the mount over: %w", err)}
 	}
-	msg, fd, err := recvTimeout(sock)
+	msg, fd, err := recvTimeout(sock, waitDeadline(ctx))
 	if fd >= 0 {
 		unix.Close(fd)
 	}
@@ -207,7 +225,7 @@ func checkNotHostOwned(mfd int) error {
 // as the verify helper of package launch/nsexec, non-dumpable, bounded by
 // HandshakeTimeout. Without the helper (a build without cgo) the check that
 // no host namespace owns it has to do.
-func checkOwner(mfd int, owner *os.File) error {
+func checkOwner(mfd int, owner *os.File, deadline time.Time) error {
 	if !nsexec.Available {
 		return nil
 	}
@@ -234,7 +252,7 @@ func checkOwner(mfd int, owner *os.File) error {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err = <-done:
-	case <-time.After(HandshakeTimeout):
+	case <-time.After(time.Until(deadline)):
 		_ = cmd.Process.Kill()
 		<-done
 		return fmt.Errorf("the owner check: %w", ErrTimeout)
@@ -298,8 +316,7 @@ func send(sock int, msg string) error {
 
 // recvTimeout waits for one message and at most one fd; an empty message
 // means the peer closed.
-func recvTimeout(sock int) ([]byte, int, error) {
-	deadline := time.Now().Add(HandshakeTimeout)
+func recvTimeout(sock int, deadline time.Time) ([]byte, int, error) {
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -336,4 +353,3 @@ func recvTimeout(sock int) ([]byte, int, error) {
 		return msg, fd, nil
 	}
 }
-

@@ -1,6 +1,7 @@
 package bpffs_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -26,5 +27,26 @@ func TestServeDelegationTimesOut(t *testing.T) {
 	err = bpffs.ServeDelegation(fds[0], bpffs.Options{})
 	if !errors.Is(err, bpffs.ErrTimeout) {
 		t.Fatalf("got %v, want ErrTimeout", err)
+	}
+}
+
+// TestServeDelegationContextDeadline: a caller's deadline bounds the waits
+// without touching the package-wide default.
+func TestServeDelegationContextDeadline(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = bpffs.ServeDelegationContext(ctx, fds[0], bpffs.Options{}, nil)
+	if !errors.Is(err, bpffs.ErrTimeout) {
+		t.Fatalf("got %v, want ErrTimeout", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v: the context's deadline was not used (HandshakeTimeout is %v)", took, bpffs.HandshakeTimeout)
 	}
 }

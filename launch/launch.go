@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,9 @@ type Config struct {
 	// network namespace of its own with only lo; NetHost shares the
 	// host's, so that XDP, tc and socket programs reach host interfaces.
 	Net NetMode
+	// Timeout bounds each wait of the start (bpffs.HandshakeTimeout if 0).
+	Timeout time.Duration
+
 	// ExtraFiles are passed on to the workload as fds 3, 4, ... (as in
 	// os/exec); every other fd but 0, 1 and 2 is closed.
 	ExtraFiles []*os.File
@@ -370,10 +374,16 @@ func Start(cfg Config) (*Workload, error) {
 
 	opts := cfg.BPFFS
 	opts.Delegation = cfg.Delegation
-	if err := bpffs.ServeDelegation(host, opts); err != nil {
+	ctx := context.Background()
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	if err := bpffs.ServeDelegationContext(ctx, host, opts, nil); err != nil {
 		return nil, w.abort(err)
 	}
-	if err := waitExec(host); err != nil {
+	if err := waitExec(host, waitLeft(ctx)); err != nil {
 		return nil, w.abort(err)
 	}
 	return w, nil
@@ -403,10 +413,10 @@ var ErrNoHelper = errors.New("this bpfgate was built without cgo: running worklo
 // waitExec waits for the child's announcement that it executes the
 // workload, then for the EOF that the exec causes (the socket is
 // close-on-exec), or for an error message.
-func waitExec(host int) error {
+func waitExec(host int, limit time.Duration) error {
 	announced := false
 	for {
-		msg, fd, err := recvBounded(host)
+		msg, fd, err := recvBounded(host, limit)
 		if fd >= 0 {
 			unix.Close(fd)
 		}
@@ -423,10 +433,10 @@ func waitExec(host int) error {
 	}
 }
 
-// recvBounded waits at most bpffs.HandshakeTimeout for one message.
-func recvBounded(sock int) ([]byte, int, error) {
+// recvBounded waits at most limit for one message.
+func recvBounded(sock int, limit time.Duration) ([]byte, int, error) {
 	fds := []unix.PollFd{{Fd: int32(sock), Events: unix.POLLIN}}
-	deadline := time.Now().Add(bpffs.HandshakeTimeout)
+	deadline := time.Now().Add(limit)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {

@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -49,6 +50,12 @@ func MountInto(pid int, path string, opts bpffs.Options) error {
 // neither ptrace it nor take its fds; a helper that stalls or dies costs a
 // bounded error, and is killed and reaped before MountIntoDir returns.
 func MountIntoDir(p *Process, dir *os.File, opts bpffs.Options) error {
+	return MountIntoDirContext(context.Background(), p, dir, opts)
+}
+
+// MountIntoDirContext is MountIntoDir with every wait bounded by ctx's
+// deadline too (each is bounded by bpffs.HandshakeTimeout anyway).
+func MountIntoDirContext(ctx context.Context, p *Process, dir *os.File, opts bpffs.Options) error {
 	if !nsexec.Available {
 		return ErrNoHelper
 	}
@@ -96,14 +103,14 @@ func MountIntoDir(p *Process, dir *os.File, opts bpffs.Options) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	serveErr := bpffs.ServeDelegationTo(host, opts, owner)
+	serveErr := bpffs.ServeDelegationContext(ctx, host, opts, owner)
 	if serveErr != nil {
 		_ = cmd.Process.Kill()
 	}
 	var waitErr error
 	select {
 	case waitErr = <-done:
-	case <-time.After(bpffs.HandshakeTimeout):
+	case <-time.After(waitLeft(ctx)):
 		_ = cmd.Process.Kill()
 		waitErr = <-done
 		if serveErr == nil {
@@ -128,4 +135,14 @@ func enterEnv() []string {
 		env = append(env, nsexec.EnvFault+"="+v)
 	}
 	return env
+}
+
+// waitLeft is how long a wait that starts now may take: HandshakeTimeout,
+// or less if ctx ends sooner.
+func waitLeft(ctx context.Context) time.Duration {
+	d := bpffs.HandshakeTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		d = max(time.Until(dl), 0)
+	}
+	return d
 }

@@ -1,6 +1,7 @@
 package ocihook
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +113,8 @@ type Request struct {
 	// Caps are the capabilities the token needs inside the container.
 	Caps  []delegate.Cap
 	Names *delegate.Names
+	// Timeout bounds each wait of the mount (bpffs.HandshakeTimeout if 0).
+	Timeout time.Duration
 }
 
 // Result says what the hook did.
@@ -343,7 +346,13 @@ func Mount(req *Request) (*Result, error) {
 	if fs.Type == unix.BPF_FS_MAGIC {
 		return nil, fmt.Errorf("%s: %w", p.BPFFSPath(), ErrAlreadyMounted)
 	}
-	if err := launch.MountIntoDir(proc, dir, opts); err != nil {
+	ctx := context.Background()
+	if req.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
+		defer cancel()
+	}
+	if err := launch.MountIntoDirContext(ctx, proc, dir, opts); err != nil {
 		if errors.Is(err, launch.ErrSharedUserNS) {
 			return nil, ErrNoUserNS
 		}

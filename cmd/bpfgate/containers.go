@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
-	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/cdi"
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/atomicfile"
@@ -184,8 +183,7 @@ profile must be one the host allows; the container must have a user
 namespace of its own and the capabilities the token needs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bpffs.HandshakeTimeout = timeout
-			res, err := runHook(g, profile)
+			res, err := runHook(g, profile, timeout)
 			logHook(logPath, res, err)
 			return err
 		},
@@ -267,7 +265,7 @@ func writeFile(path string, data []byte) error {
 	return atomicfile.Write(path, data, 0o644)
 }
 
-func runHook(g *globals, profileFlag string) (*ocihook.Result, error) {
+func runHook(g *globals, profileFlag string, timeout time.Duration) (*ocihook.Result, error) {
 	st, err := ocihook.ReadState(os.Stdin)
 	if err != nil {
 		return nil, err
@@ -302,7 +300,7 @@ func runHook(g *globals, profileFlag string) (*ocihook.Result, error) {
 		return fail(err)
 	}
 	req := &ocihook.Request{State: st, Spec: spec, Profile: p, Delegation: grant.Delegation,
-		Caps: grant.Caps, Names: names}
+		Caps: grant.Caps, Names: names, Timeout: timeout}
 	done, err := ocihook.Mount(req)
 	if err != nil {
 		return fail(err)
