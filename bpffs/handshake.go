@@ -164,7 +164,7 @@ func createVerified(fsfd int, opts Options) (int, error) {
 	}
 	// The superblock is created here, on the privileged side, so that the
 	// kernel checks the delegate_* options with our credentials.
-	mfd, err := Materialize(fsfd)
+	mfd, err := materialize(fsfd)
 	if err != nil {
 		return -1, err
 	}

@@ -95,19 +95,9 @@ func kernelLog(fsfd int) string {
 	return strings.Join(msgs, "; ")
 }
 
-// CreateContext opens a new bpffs context (fsopen). The fs context belongs
-// to the caller's user namespace, which will own the filesystem.
-func CreateContext() (int, error) {
-	fd, err := unix.Fsopen("bpf", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return -1, fmt.Errorf("fsopen bpf: %w", err)
-	}
-	return fd, nil
-}
-
-// Materialize creates the superblock of a configured context and returns a
+// materialize creates the superblock of a configured context and returns a
 // detached mount (an O_PATH fd) for it.
-func Materialize(fsfd int) (int, error) {
+func materialize(fsfd int) (int, error) {
 	if err := unix.FsconfigCreate(fsfd); err != nil {
 		return -1, fmt.Errorf("create bpffs: %w%s", err, suffix(kernelLog(fsfd)))
 	}
@@ -132,15 +122,15 @@ func Mount(path string, opts Options) error {
 			return err
 		}
 	}
-	fsfd, err := CreateContext()
+	fsfd, err := unix.Fsopen("bpf", unix.FSOPEN_CLOEXEC)
 	if err != nil {
-		return err
+		return fmt.Errorf("fsopen bpf: %w", err)
 	}
 	defer unix.Close(fsfd)
 	if err := Configure(fsfd, opts); err != nil {
 		return err
 	}
-	mfd, err := Materialize(fsfd)
+	mfd, err := materialize(fsfd)
 	if err != nil {
 		return err
 	}
