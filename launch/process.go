@@ -96,10 +96,16 @@ func (p *Process) OpenInRoot(dir string) (*os.File, error) {
 // OpenInRoot opens dir (O_PATH) below root as if root were "/": absolute
 // symlinks and ".." stay inside root, and magic links are refused.
 func OpenInRoot(root *os.File, dir string) (*os.File, error) {
-	fd, err := unix.Openat2(int(root.Fd()), dir, &unix.OpenHow{
+	how := &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	}
+	fd, err := unix.Openat2(int(root.Fd()), dir, how)
+	// With ".." in the path the kernel gives up (EAGAIN) when a rename or
+	// mount anywhere raced the lookup, rather than risk a wrong answer.
+	for try := 0; err == unix.EAGAIN && try < 64; try++ {
+		fd, err = unix.Openat2(int(root.Fd()), dir, how)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s (inside %s): %w", dir, root.Name(), err)
 	}

@@ -370,3 +370,58 @@ func ShortID(id string) string {
 	}
 	return id
 }
+
+// Options of Run.
+type Options struct {
+	// Profile is the profile to mount; the container's ProfileAnnotation if
+	// empty.
+	Profile string
+	// Names are the running kernel's (delegate.KernelNames if nil).
+	Names *delegate.Names
+	// Timeout bounds each wait of the mount (bpffs.HandshakeTimeout if 0).
+	Timeout time.Duration
+}
+
+// Run is the whole hook: it reads the OCI state from r, the container's
+// config.json, finds the profile the container asks for among those policy
+// allows, and mounts its delegated bpffs in the container. The Result says
+// what it did, also when it fails (as far as it got).
+func Run(r io.Reader, policy *profile.Policy, opts Options) (*Result, error) {
+	st, err := ReadState(r)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Container: st.ID, Pid: st.Pid}
+	fail := func(err error) (*Result, error) {
+		return res, fmt.Errorf("container %s: %w", ShortID(st.ID), err)
+	}
+	name, err := ProfileName(st, opts.Profile)
+	if err != nil {
+		return fail(err)
+	}
+	res.Profile = name
+	spec, err := LoadBundle(st)
+	if err != nil {
+		return fail(err)
+	}
+	names := opts.Names
+	if names == nil {
+		if names, err = delegate.KernelNames(); err != nil {
+			return fail(err)
+		}
+	}
+	p, err := policy.Find(name)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrNotAllowed, err))
+	}
+	grant, err := p.Grant(names)
+	if err != nil {
+		return fail(err)
+	}
+	done, err := Mount(&Request{State: st, Spec: spec, Profile: p, Delegation: grant.Delegation,
+		Caps: grant.Caps, Names: names, Timeout: opts.Timeout})
+	if err != nil {
+		return fail(err)
+	}
+	return done, nil
+}

@@ -266,46 +266,15 @@ func writeFile(path string, data []byte) error {
 }
 
 func runHook(g *globals, profileFlag string, timeout time.Duration) (*ocihook.Result, error) {
-	st, err := ocihook.ReadState(os.Stdin)
+	names, err := delegate.KernelNames()
 	if err != nil {
 		return nil, err
 	}
-	res := &ocihook.Result{Container: st.ID, Pid: st.Pid}
-	fail := func(err error) (*ocihook.Result, error) {
-		return res, fmt.Errorf("container %s: %w", ocihook.ShortID(st.ID), err)
-	}
-	name, err := ocihook.ProfileName(st, profileFlag)
-	if err != nil {
-		return fail(err)
-	}
-	res.Profile = name
-	spec, err := ocihook.LoadBundle(st)
-	if err != nil {
-		return fail(err)
-	}
-	names, err := delegate.KernelNames()
-	if err != nil {
-		return fail(err)
-	}
 	pol, err := g.policy(names)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	p, err := pol.Find(name)
-	if err != nil {
-		return fail(fmt.Errorf("%w: %w", ocihook.ErrNotAllowed, err))
-	}
-	grant, err := p.Grant(names)
-	if err != nil {
-		return fail(err)
-	}
-	req := &ocihook.Request{State: st, Spec: spec, Profile: p, Delegation: grant.Delegation,
-		Caps: grant.Caps, Names: names, Timeout: timeout}
-	done, err := ocihook.Mount(req)
-	if err != nil {
-		return fail(err)
-	}
-	return done, nil
+	return ocihook.Run(os.Stdin, pol, ocihook.Options{Profile: profileFlag, Names: names, Timeout: timeout})
 }
 
 // logHook reports on stderr, which runtimes show with a failed hook, and
