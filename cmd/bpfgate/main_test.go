@@ -189,7 +189,8 @@ func TestMountAndShowOnHost(t *testing.T) {
 		t.Fatalf("%v %+v", err, r)
 	}
 	v := views[0]
-	if v.Options != "delegate_cmds=map_create,delegate_maps=hash" || v.Mode != "0700" || v.UID != 100000 {
+	// A bpffs root is always sticky: mode 0700 is 1700 on the inode.
+	if v.Options != "delegate_cmds=map_create,delegate_maps=hash" || v.Mode != "1700" || v.UID != 100000 {
 		t.Fatalf("%+v", v)
 	}
 	if v.Token != nil || !strings.Contains(v.TokenError, "initial user namespace") {
