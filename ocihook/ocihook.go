@@ -373,6 +373,10 @@ func ShortID(id string) string {
 
 // Options of Run.
 type Options struct {
+	// Policy loads the host policy (profile.LoadPolicy of profile.DefaultConfig,
+	// with the built-in profiles when it does not exist, if nil). It runs
+	// after the state is read, so that a failure still names the container.
+	Policy func(*delegate.Names) (*profile.Policy, error)
 	// Profile is the profile to mount; the container's ProfileAnnotation if
 	// empty.
 	Profile string
@@ -383,10 +387,10 @@ type Options struct {
 }
 
 // Run is the whole hook: it reads the OCI state from r, the container's
-// config.json, finds the profile the container asks for among those policy
-// allows, and mounts its delegated bpffs in the container. The Result says
+// config.json, finds the profile the container asks for among those the
+// host policy allows, and mounts its delegated bpffs in the container. The Result says
 // what it did, also when it fails (as far as it got).
-func Run(r io.Reader, policy *profile.Policy, opts Options) (*Result, error) {
+func Run(r io.Reader, opts Options) (*Result, error) {
 	st, err := ReadState(r)
 	if err != nil {
 		return nil, err
@@ -409,6 +413,16 @@ func Run(r io.Reader, policy *profile.Policy, opts Options) (*Result, error) {
 		if names, err = delegate.KernelNames(); err != nil {
 			return fail(err)
 		}
+	}
+	loadPolicy := opts.Policy
+	if loadPolicy == nil {
+		loadPolicy = func(n *delegate.Names) (*profile.Policy, error) {
+			return profile.LoadPolicy(profile.DefaultConfig, n, true)
+		}
+	}
+	policy, err := loadPolicy(names)
+	if err != nil {
+		return fail(err)
 	}
 	p, err := policy.Find(name)
 	if err != nil {

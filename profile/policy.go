@@ -9,6 +9,9 @@ import (
 	"github.com/bpfgate/bpfgate/delegate"
 )
 
+// DefaultConfig is the host's config file: its profiles are the policy.
+const DefaultConfig = "/etc/bpfgate/config.yaml"
+
 // ErrNoProfiles means the host's config file exists and allows no profile.
 var ErrNoProfiles = errors.New("the host policy allows no profiles")
 

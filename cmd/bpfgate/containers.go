@@ -103,6 +103,10 @@ user namespace of its own and CAP_BPF (plus what the profile's types need).`,
 			if err != nil {
 				return err
 			}
+			if output == "-" && g.jsonOut() {
+				// CDI reads JSON specs as well as YAML ones.
+				return g.printJSON(spec)
+			}
 			if output == "-" {
 				data, err := yaml.Marshal(spec)
 				if err != nil {
@@ -114,9 +118,14 @@ user namespace of its own and CAP_BPF (plus what the profile's types need).`,
 			if err := cdi.Write(spec, output); err != nil {
 				return err
 			}
-			if !g.json {
-				fmt.Fprintf(os.Stderr, "bpfgate: wrote %s with %d devices (%s=...)\n", output, len(spec.Devices), cdi.Kind)
+			if g.jsonOut() {
+				devs := make([]string, 0, len(spec.Devices))
+				for _, d := range spec.Devices {
+					devs = append(devs, cdi.Kind+"="+d.Name)
+				}
+				return g.printJSON(cdiWrittenJSON{Path: output, Devices: devs})
 			}
+			fmt.Fprintf(os.Stderr, "bpfgate: wrote %s with %d devices (%s=...)\n", output, len(spec.Devices), cdi.Kind)
 			return nil
 		},
 	}
@@ -133,8 +142,16 @@ user namespace of its own and CAP_BPF (plus what the profile's types need).`,
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return printJSON(devs)
+			if g.jsonOut() {
+				for file, es := range errs {
+					for _, e := range es {
+						fmt.Fprintf(os.Stderr, "bpfgate: warning: %s: %v\n", file, e)
+					}
+				}
+				if devs == nil {
+					devs = []cdi.Device{}
+				}
+				return g.printJSON(devs)
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "DEVICE\tSTAGE\tHOOK\tSPEC")
@@ -153,6 +170,12 @@ user namespace of its own and CAP_BPF (plus what the profile's types need).`,
 	list.Flags().StringSliceVar(&dirs, "spec-dir", nil, "CDI spec directories (default /etc/cdi,/var/run/cdi)")
 	cmd.AddCommand(gen, list)
 	return cmd
+}
+
+// cdiWrittenJSON is what `cdi generate -o FILE` reports under --json.
+type cdiWrittenJSON struct {
+	Path    string   `json:"path"`
+	Devices []string `json:"devices"` // qualified names: bpfgate.dev/bpf=PROFILE
 }
 
 // HooksDirDefault is where podman and CRI-O look for OCI hooks.d entries.
@@ -219,7 +242,10 @@ with ` + ocihook.ProfileAnnotation + `=PROFILE. For runtimes without CDI.`,
 			if err != nil {
 				return err
 			}
-			return writeFile(output, append(data, '\n'))
+			if err := writeFile(output, append(data, '\n')); err != nil || output == "-" {
+				return err
+			}
+			return g.printNull()
 		},
 	}
 	hooksd.Flags().StringVarP(&output, "output", "o", hooksDirDefault, "where to write the entry (- for stdout)")
@@ -246,7 +272,10 @@ with seccomp_profile in containers.conf.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", base, err)
 			}
-			return writeFile(seccompOut, append(out, '\n'))
+			if err := writeFile(seccompOut, append(out, '\n')); err != nil || seccompOut == "-" {
+				return err
+			}
+			return g.printNull()
 		},
 	}
 	seccomp.Flags().StringVar(&base, "base", ocihook.DefaultSeccompBase, "the profile to start from")
@@ -266,15 +295,7 @@ func writeFile(path string, data []byte) error {
 }
 
 func runHook(g *globals, profileFlag string, timeout time.Duration) (*ocihook.Result, error) {
-	names, err := delegate.KernelNames()
-	if err != nil {
-		return nil, err
-	}
-	pol, err := g.policy(names)
-	if err != nil {
-		return nil, err
-	}
-	return ocihook.Run(os.Stdin, pol, ocihook.Options{Profile: profileFlag, Names: names, Timeout: timeout})
+	return ocihook.Run(os.Stdin, ocihook.Options{Profile: profileFlag, Policy: g.policy, Timeout: timeout})
 }
 
 // logHook reports on stderr, which runtimes show with a failed hook, and

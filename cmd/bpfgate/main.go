@@ -2,7 +2,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bpfgate/bpfgate/launch"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 // exitError carries an exit code without another message.
@@ -18,8 +18,8 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 type globals struct {
-	json   bool
-	config string
+	json, pretty bool
+	config       string
 }
 
 func main() {
@@ -32,12 +32,23 @@ func execute(args []string) int {
 	root := newRoot(g)
 	root.SetArgs(args)
 	err := root.Execute()
-	var ee exitError
+	var (
+		ee exitError
+		re reported
+	)
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &ee):
 		return ee.code
+	case errors.As(err, &re):
+		return 1
+	}
+	if g.jsonOut() || wantsJSON(args) {
+		// As bpftool: the error is the JSON document on stdout.
+		if jerr := writeJSON(os.Stdout, errorJSON{err.Error()}, g.pretty); jerr == nil {
+			return 1
+		}
 	}
 	fmt.Fprintln(os.Stderr, "bpfgate:", err)
 	return 1
@@ -53,7 +64,8 @@ workloads can derive a BPF token and use exactly what was delegated.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON")
+	root.PersistentFlags().BoolVarP(&g.json, "json", "j", false, "print JSON, one line per document (as bpftool -j)")
+	root.PersistentFlags().BoolVarP(&g.pretty, "pretty", "p", false, "print indented JSON (implies --json)")
 	root.PersistentFlags().StringVar(&g.config, "config", defaultConfig(), "config file with the allowed profiles (when it exists, only its profiles are allowed)")
 	root.AddCommand(newRunCmd(g), newMountCmd(g), newTokenCmd(g), newNamesCmd(g),
 		newCheckCmd(g), newProfilesCmd(g), newCDICmd(g), newOCIHookCmd(g),
@@ -67,11 +79,5 @@ func defaultConfig() string {
 	if p := os.Getenv(configEnv); p != "" {
 		return p
 	}
-	return "/etc/bpfgate/config.yaml"
-}
-
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return profile.DefaultConfig
 }

@@ -140,19 +140,19 @@ func TestRunProbe(t *testing.T) {
 func TestRunTokenShow(t *testing.T) {
 	testutil.RequireRoot(t)
 	r := bpfgate(t, "run", "--profile", "demo", "--", "/proc/self/exe", "token", "show", "--json", "/sys/fs/bpf")
-	var views []tokenView
+	var views []tokenShowJSON
 	if err := json.Unmarshal([]byte(r.stdout), &views); err != nil || len(views) != 1 {
 		t.Fatalf("%v %+v", err, r)
 	}
 	v := views[0]
-	if v.Token == nil || v.Source != "obj_info" && v.Source != "fdinfo" {
+	if v.Token == nil || v.Token.Source != "obj_info" && v.Token.Source != "fdinfo" {
 		t.Fatalf("no token info: %+v", v)
 	}
-	if strings.Join(v.Token.Names["progs"], ",") != "socket_filter" || v.UID < idpool.DefaultStart {
+	if strings.Join(v.Token.Progs, ",") != "socket_filter" || v.UID < idpool.DefaultStart {
 		t.Fatalf("token view (want the owner from the id pool): %+v", v)
 	}
-	if v.Token.Options != v.Delegation.Options {
-		t.Fatalf("token %q and mount %q disagree", v.Token.Options, v.Delegation.Options)
+	if v.Token.Options != v.Options {
+		t.Fatalf("token %q and mount %q disagree", v.Token.Options, v.Options)
 	}
 }
 
@@ -184,12 +184,13 @@ func TestMountAndShowOnHost(t *testing.T) {
 	}
 	defer bpffs.Unmount(dir)
 	r = bpfgate(t, "token", "show", "--json", dir)
-	var views []tokenView
+	var views []tokenShowJSON
 	if err := json.Unmarshal([]byte(r.stdout), &views); err != nil || len(views) != 1 {
 		t.Fatalf("%v %+v", err, r)
 	}
 	v := views[0]
-	if v.Delegation.Options != "delegate_cmds=map_create,delegate_maps=hash" || v.Mode != "0700" || v.UID != 100000 {
+	// A bpffs root is always sticky: mode 0700 is 1700 on the inode.
+	if v.Options != "delegate_cmds=map_create,delegate_maps=hash" || v.Mode != "1700" || v.UID != 100000 {
 		t.Fatalf("%+v", v)
 	}
 	if v.Token != nil || !strings.Contains(v.TokenError, "initial user namespace") {

@@ -44,9 +44,14 @@ mount namespace (for example a container's init).`,
 				cmd.PrintErrln("bpfgate: warning:", w.Message)
 			}
 			if pid != 0 {
-				return launch.MountInto(pid, args[0], opts)
+				err = launch.MountInto(pid, args[0], opts)
+			} else {
+				err = bpffs.Mount(args[0], opts)
 			}
-			return bpffs.Mount(args[0], opts)
+			if err != nil {
+				return err
+			}
+			return g.printNull()
 		},
 	}
 	df.register(cmd, true)

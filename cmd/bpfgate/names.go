@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bpfgate/bpfgate/delegate"
-	"github.com/bpfgate/bpfgate/profile"
 )
 
 func newNamesCmd(g *globals) *cobra.Command {
@@ -30,17 +30,19 @@ func newNamesCmd(g *globals) *cobra.Command {
 				}
 				kinds = []delegate.Kind{k}
 			}
-			if g.json {
-				out := map[string]any{"source": names.Source, "release": names.Release}
+			if g.jsonOut() {
+				out := namesJSON{Source: names.Source, Release: names.Release}
+				lists := [...]*[]string{&out.Cmds, &out.Maps, &out.Progs, &out.Attachs}
 				for _, k := range kinds {
-					out[k.String()] = names.List(k)
+					*lists[k] = names.List(k)
 				}
-				return printJSON(out)
+				return g.printJSON(out)
 			}
 			for _, k := range kinds {
 				fmt.Printf("%s (%s):\n  %s\n", k.Option(), k.EnumName(), strings.Join(names.List(k), " "))
 			}
-			fmt.Printf("(names from %s)\n", names.Source)
+			// Where the names come from is a note, not output to parse.
+			fmt.Fprintf(os.Stderr, "(names from %s)\n", names.Source)
 			return nil
 		},
 	}
@@ -74,11 +76,11 @@ without map_create or btf_load, delegate_cmds=any.`,
 			}
 			set = set.Union(r.set)
 			warnings := names.Lint(set)
-			if g.json {
+			if g.jsonOut() {
 				if warnings == nil {
 					warnings = []delegate.Warning{}
 				}
-				return printJSON(map[string]any{"delegation": nameSet(names, set), "warnings": warnings})
+				return g.printJSON(checkJSON{Options: names.FormatOptions(set), allowedJSON: allowedOf(names, set), Warnings: warnings})
 			}
 			fmt.Println(names.FormatOptions(set))
 			for _, w := range warnings {
@@ -105,30 +107,22 @@ func newProfilesCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			type view struct {
-				profile.Profile
-				Options string `json:"options"`
-			}
-			out := []view{}
+			out := profilesJSON{Config: pol.Path, Builtin: pol.Builtin, Profiles: []profileJSON{}}
 			for _, p := range pol.Profiles {
-				set, _, err := p.Resolve(names)
+				set, skipped, err := p.Resolve(names)
 				if err != nil {
 					return err
 				}
-				out = append(out, view{p, names.FormatOptions(set)})
+				out.Profiles = append(out.Profiles, profileOf(names, p, set, skipped))
 			}
-			if g.json {
-				return printJSON(struct {
-					Config   string `json:"config"`
-					Builtin  bool   `json:"builtin"` // no config file: the built-in profiles apply
-					Profiles []view `json:"profiles"`
-				}{pol.Path, pol.Builtin, out})
+			if g.jsonOut() {
+				return g.printJSON(out)
 			}
 			fmt.Println(pol.Describe())
-			if len(out) == 0 {
+			if len(out.Profiles) == 0 {
 				fmt.Println("  none: the file allows no profile (built-in profiles apply only when it does not exist)")
 			}
-			for _, v := range out {
+			for _, v := range out.Profiles {
 				fmt.Printf("%s (%s): %s\n  %s\n", v.Name, v.Source, v.Description, v.Options)
 				if len(v.Caps) > 0 {
 					fmt.Printf("  caps: CAP_BPF %s\n", strings.Join(v.Caps, " "))

@@ -27,7 +27,7 @@ with map sizes, program tags and whether a link holds them, and where links
 are attached.`,
 		Example: `  bpfgate ls
   bpfgate ls --tree /sys/fs/bpf/bpfgate
-  bpfgate ls --json /sys/fs/bpf | jq '.[] | select(.kind == "map")'`,
+  bpfgate ls -j /sys/fs/bpf | jq '.[] | select(.kind == "map") | .bytes_value'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			roots := args
 			if len(roots) == 0 {
@@ -39,8 +39,8 @@ are attached.`,
 			out := bufio.NewWriterSize(os.Stdout, 64<<10)
 			defer out.Flush()
 			switch {
-			case g.json:
-				return listJSON(out, roots)
+			case g.jsonOut():
+				return listJSON(out, roots, g.pretty)
 			case tree:
 				return listTree(out, roots)
 			}
@@ -51,20 +51,56 @@ are attached.`,
 	return cmd
 }
 
-// listJSON streams one JSON array, so memory stays flat on large trees.
-func listJSON(w *bufio.Writer, roots []string) error {
-	enc := json.NewEncoder(w)
-	first := true
-	w.WriteByte('[')
+// listJSON streams one JSON array, so memory stays flat on large trees:
+// one line as bpftool -j prints it, or one element per indented block.
+// List opens every root before the first entry, so a bad root fails before
+// anything is written and the error is the only document.
+func listJSON(w *bufio.Writer, roots []string, pretty bool) error {
+	n := 0
 	err := pins.List(roots, pins.Options{}, func(e *pins.Entry) error {
-		if !first {
+		var b []byte
+		var err error
+		if pretty {
+			b, err = json.MarshalIndent(entryOf(e), "    ", "    ")
+		} else {
+			b, err = json.Marshal(entryOf(e))
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case n == 0 && pretty:
+			w.WriteString("[\n    ")
+		case n == 0:
+			w.WriteByte('[')
+		case pretty:
+			w.WriteString(",\n    ")
+		default:
 			w.WriteByte(',')
 		}
-		first = false
-		return enc.Encode(e)
+		n++
+		_, err = w.Write(b)
+		return err
 	})
-	w.WriteString("]\n")
-	return err
+	switch {
+	case err != nil && n == 0:
+		return err
+	case err != nil:
+		// Half an array is out: close it with the error as its last
+		// element, as bpftool does, and fail.
+		b, _ := json.Marshal(errorJSON{err.Error()})
+		w.WriteByte(',')
+		w.Write(b)
+		w.WriteString("]\n")
+		return reported{err}
+	case n == 0:
+		w.WriteString("[]\n")
+	case pretty:
+		w.WriteString("\n]\n")
+	default:
+		w.WriteString("]\n")
+	}
+	return nil
 }
 
 func listTable(w io.Writer, roots []string) error {
@@ -221,10 +257,16 @@ func newPinCmd(g *globals) *cobra.Command {
 			if err != nil || id == 0 {
 				return fmt.Errorf("id %q: want a kernel object id, a positive number (see bpftool %s show)", args[1], args[0])
 			}
-			return pins.PinID(kind, uint32(id), args[2], pins.PinOptions{Parents: parents})
+			if err := pins.PinID(kind, uint32(id), args[2], pins.PinOptions{Parents: parents}); err != nil {
+				return err
+			}
+			return g.printNull()
 		},
 	}
 	cmd.Flags().BoolVarP(&parents, "parents", "p", false, "create missing directories")
+	// -p is --parents here, as mkdir's: this --pretty, without the
+	// shorthand, stands in for the global one.
+	cmd.Flags().BoolVar(&g.pretty, "pretty", false, "print indented JSON (implies --json)")
 	return cmd
 }
 
@@ -244,7 +286,7 @@ that still fails half way, what is left is put back and reported.`,
 					return err
 				}
 			}
-			return nil
+			return g.printNull()
 		},
 	}
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "remove directories and everything below them")
@@ -258,7 +300,10 @@ func newMvCmd(g *globals) *cobra.Command {
 		Short: "Rename a pin or directory atomically within one BPF filesystem",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return pins.Rename(args[0], args[1], pins.RenameOptions{Replace: force})
+			if err := pins.Rename(args[0], args[1], pins.RenameOptions{Replace: force}); err != nil {
+				return err
+			}
+			return g.printNull()
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace an existing pin at DST")

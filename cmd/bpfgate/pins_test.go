@@ -6,10 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
 	"github.com/bpfgate/bpfgate/pins"
@@ -67,24 +71,19 @@ func TestPreloadExampleThenInspect(t *testing.T) {
 		t.Errorf("map iterator output %q (%v) does not list the counts map", dump, err)
 	}
 
-	// ls --json agrees with bpftool on every id.
+	// ls --json agrees with bpftool field by field.
 	var ents []pins.Entry
-	if err := json.Unmarshal([]byte(mustRun(t, "ls", "--json", root)), &ents); err != nil {
+	raw := mustRun(t, "ls", "--json", root)
+	if err := json.Unmarshal([]byte(raw), &ents); err != nil {
 		t.Fatal(err)
 	}
+	var objs []map[string]any
+	json.Unmarshal([]byte(raw), &objs)
 	kinds := map[pins.Kind]int{}
-	for _, e := range ents {
+	for i, e := range ents {
 		kinds[e.Kind]++
-		if e.Kind != pins.KindMap && e.Kind != pins.KindProgram && e.Kind != pins.KindLink {
-			continue
-		}
-		tool := map[pins.Kind]string{pins.KindMap: "map", pins.KindProgram: "prog", pins.KindLink: "link"}[e.Kind]
-		raw, _ := exec.Command("bpftool", "-j", tool, "show", "pinned", e.Path).Output()
-		var bt struct {
-			ID uint32 `json:"id"`
-		}
-		if err := json.Unmarshal(raw, &bt); err != nil || bt.ID != e.ID {
-			t.Errorf("%s: bpfgate says id %d, bpftool %s (%v)", e.Path, e.ID, raw, err)
+		if e.Kind == pins.KindMap || e.Kind == pins.KindProgram || e.Kind == pins.KindLink {
+			compareWithBPFTool(t, objs[i])
 		}
 	}
 	if kinds[pins.KindLink] != 3 || kinds[pins.KindProgram] != 3 || kinds[pins.KindSymlink] != 2 {
@@ -118,6 +117,99 @@ func TestPreloadExampleThenInspect(t *testing.T) {
 	if out := mustRun(t, "ls", root); strings.Count(out, "\n") != 1 {
 		t.Errorf("left after remove:\n%s", out)
 	}
+}
+
+// bpftoolKeys are the keys bpfgate ls shares with bpftool's map, prog and
+// link show, by kind.
+var bpftoolKeys = map[string][]string{
+	"map":  {"id", "type", "name", "flags", "bytes_key", "bytes_value", "max_entries"},
+	"prog": {"id", "type", "name", "tag"},
+	"link": {"id", "type", "prog_id", "devname", "ifindex", "attach_type", "cgroup_id", "target_name", "tp_name", "tracepoint"},
+}
+
+// compareWithBPFTool checks every key an ls entry shares with bpftool -j
+// KIND show pinned PATH: present in both or in neither, with equal values.
+func compareWithBPFTool(t *testing.T, obj map[string]any) {
+	t.Helper()
+	kind, path := obj["kind"].(string), obj["path"].(string)
+	// bpftool 7.5 exits 255 after showing a pinned link: its JSON decides.
+	out, err := exec.Command("bpftool", "-j", kind, "show", "pinned", path).Output()
+	var bt map[string]any
+	if jerr := json.Unmarshal(out, &bt); jerr != nil || bt["error"] != nil {
+		t.Errorf("bpftool %s show pinned %s: %v: %s", kind, path, err, out)
+		return
+	}
+	n := 0
+	for _, k := range bpftoolKeys[kind] {
+		want, inTool := bt[k]
+		got, inOurs := obj[k]
+		if inTool != inOurs || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %s: bpfgate %v (%v), bpftool %v (%v)", path, k, got, inOurs, want, inTool)
+		}
+		if inTool {
+			n++
+		}
+	}
+	if n < 3 {
+		t.Errorf("%s: only %d keys compared: %s", path, n, out)
+	}
+}
+
+// TestLsCgroupLinkMatchesBPFTool: a pinned cgroup link, as ls and bpftool
+// show it (the preload example has XDP and iterator links only).
+func TestLsCgroupLinkMatchesBPFTool(t *testing.T) {
+	testutil.RequireRoot(t)
+	const unified = "/sys/fs/cgroup/unified"
+	var st unix.Statfs_t
+	if err := unix.Statfs(unified, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		testutil.Skip(t, "no cgroup2 at "+unified)
+	}
+	cg, err := os.MkdirTemp(unified, "bpfgate-json-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(cg)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.CGroupSKB, AttachType: ebpf.AttachCGroupInetIngress,
+		Name: "allow_all", License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupInetIngress, Program: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	root := testutil.MountBPFFS(t)
+	if err := l.Pin(filepath.Join(root, "cg_link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := prog.Pin(filepath.Join(root, "cg_prog")); err != nil {
+		t.Fatal(err)
+	}
+	var all, objs []map[string]any
+	if err := json.Unmarshal([]byte(mustRun(t, "ls", "-j", root)), &all); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range all { // leave out the kernel's maps.debug and progs.debug
+		if o["kind"] == "link" || o["kind"] == "prog" {
+			objs = append(objs, o)
+		}
+	}
+	if len(objs) != 2 {
+		t.Fatalf("%v", all)
+	}
+	for _, o := range objs {
+		compareWithBPFTool(t, o)
+	}
+	if objs[0]["attach_type"] != "cgroup_inet_ingress" || objs[0]["cgroup_id"] == nil {
+		t.Errorf("cgroup link: %v", objs[0])
+	}
+	if ids, _ := objs[1]["link_ids"].([]any); len(ids) != 1 || ids[0] != objs[0]["id"] {
+		t.Errorf("prog's link_ids %v, link id %v", objs[1]["link_ids"], objs[0]["id"])
+	}
+	l.Unpin()
+	prog.Unpin()
 }
 
 func jsonNumber(v uint32) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -38,10 +39,8 @@ left running, changed ones are replaced in one atomic swap.`,
 				return err
 			}
 			results, err := preload.Apply(ms, preload.Options{Root: root, Prune: prune})
-			if g.json {
-				if jerr := printJSON(results); jerr != nil {
-					return jerr
-				}
+			if g.jsonOut() {
+				return printResults(g, applyOf(results), err)
 			} else {
 				for _, r := range results {
 					line := fmt.Sprintf("%s: %s", r.Name, r.Action)
@@ -74,6 +73,12 @@ left running, changed ones are replaced in one atomic swap.`,
 			if _, err := preload.Check(ms); err != nil {
 				return err
 			}
+			if g.jsonOut() {
+				if ms == nil {
+					ms = []*preload.Manifest{}
+				}
+				return g.printJSON(ms)
+			}
 			fmt.Printf("%d manifests in %s are valid\n", len(ms), dir)
 			return nil
 		},
@@ -92,8 +97,8 @@ left running, changed ones are replaced in one atomic swap.`,
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return printJSON(states)
+			if g.jsonOut() {
+				return g.printJSON(statusOf(states))
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tORDER\tSTATE\tLINKS\tDETAILS")
@@ -115,15 +120,48 @@ left running, changed ones are replaced in one atomic swap.`,
 		Short: "Unpin an object: its links detach, its maps and programs go",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var done []applyJSON
 			for _, name := range args {
-				if err := preload.Remove(name, preload.Options{Root: root}); err != nil {
+				start := time.Now()
+				err := preload.Remove(name, preload.Options{Root: root})
+				if g.jsonOut() {
+					r := applyJSON{Name: name, Action: preload.Removed, DurationNS: time.Since(start).Nanoseconds()}
+					if err != nil {
+						r.Action, r.Error = preload.Failed, err.Error()
+					}
+					done = append(done, r)
+					if err != nil {
+						return printResults(g, done, err)
+					}
+					continue
+				}
+				if err != nil {
 					return err
 				}
 				fmt.Printf("%s: removed\n", name)
+			}
+			if g.jsonOut() {
+				return printResults(g, done, nil)
 			}
 			return nil
 		},
 	}
 	cmd.AddCommand(apply, check, status, remove)
 	return cmd
+}
+
+// printResults prints per-object results under --json. When the command
+// failed, the failed objects carry the error and nothing else is printed;
+// an error no object carries is the whole output instead.
+func printResults(g *globals, rs []applyJSON, err error) error {
+	if err != nil && !slices.ContainsFunc(rs, func(r applyJSON) bool { return r.Error != "" }) {
+		return err
+	}
+	if perr := g.printJSON(rs); perr != nil {
+		return perr
+	}
+	if err != nil {
+		return reported{err}
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/delegate"
@@ -21,40 +22,6 @@ func newTokenCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(newTokenShowCmd(g), newTokenProbeCmd(g))
 	return cmd
-}
-
-// tokenView is one bpffs and what a token from it allows.
-type tokenView struct {
-	Path       string    `json:"path"`
-	Delegation namedSet  `json:"delegation"`
-	Token      *namedSet `json:"token,omitempty"`
-	Source     string    `json:"token_info_source,omitempty"`
-	TokenError string    `json:"token_error,omitempty"`
-	UID        uint32    `json:"uid"`
-	GID        uint32    `json:"gid"`
-	Mode       string    `json:"mode"`
-}
-
-// namedSet is a Set with its names decoded.
-type namedSet struct {
-	Options string              `json:"options"`
-	Masks   delegate.Set        `json:"masks"`
-	Names   map[string][]string `json:"names"`
-}
-
-func nameSet(names *delegate.Names, s delegate.Set) namedSet {
-	ns := namedSet{Options: names.FormatOptions(s), Masks: s, Names: map[string][]string{}}
-	for _, k := range delegate.Kinds {
-		list, unnamed := names.Split(k, s.Mask(k))
-		if unnamed != 0 {
-			list = append(list, fmt.Sprintf("0x%x", unnamed))
-		}
-		if list == nil {
-			list = []string{}
-		}
-		ns.Names[k.String()] = list
-	}
-	return ns
 }
 
 func newTokenShowCmd(g *globals) *cobra.Command {
@@ -76,7 +43,7 @@ namespace) it is created and its own view is shown as well.`,
 				return err
 			}
 			mounts = bpffs.Visible(mounts, bpffs.MountPath)
-			var views []tokenView
+			var views []tokenShowJSON
 			for _, m := range mounts {
 				if len(args) > 0 && !slices.Contains(args, m.Path) {
 					continue
@@ -84,33 +51,18 @@ namespace) it is created and its own view is shown as well.`,
 				if len(args) == 0 && m.Delegation.IsZero() {
 					continue
 				}
-				v := tokenView{Path: m.Path, Delegation: nameSet(names, m.Delegation),
-					UID: m.UID, GID: m.GID, Mode: fmt.Sprintf("%04o", m.Mode)}
-				t, err := token.Create(m.Path)
-				if err != nil {
-					v.TokenError = err.Error()
-				} else {
-					info, err := t.Info()
-					t.Close()
-					if err != nil {
-						v.TokenError = err.Error()
-					} else {
-						ns := nameSet(names, info.Allowed)
-						v.Token, v.Source = &ns, info.Source
-					}
-				}
-				views = append(views, v)
+				views = append(views, showMount(names, m))
 			}
 			for _, a := range args {
 				if !hasView(views, a) {
 					return fmt.Errorf("%s: not a bpffs mount point", a)
 				}
 			}
-			if g.json {
+			if g.jsonOut() {
 				if views == nil {
-					views = []tokenView{}
+					views = []tokenShowJSON{}
 				}
-				return printJSON(views)
+				return g.printJSON(views)
 			}
 			if len(views) == 0 {
 				fmt.Println("no delegated bpffs mounts")
@@ -121,15 +73,15 @@ namespace) it is created and its own view is shown as well.`,
 					fmt.Println()
 				}
 				fmt.Printf("%s (uid %d, gid %d, mode %s)\n", v.Path, v.UID, v.GID, v.Mode)
-				show := v.Delegation
+				show := v.allowedJSON
 				if v.Token != nil {
-					show = *v.Token
-					fmt.Printf("  token: yes (info from %s)\n", v.Source)
+					show = v.Token.allowedJSON
+					fmt.Printf("  token: yes (info from %s)\n", v.Token.Source)
 				} else {
 					fmt.Printf("  token: no: %s\n", v.TokenError)
 				}
 				for _, k := range delegate.Kinds {
-					fmt.Printf("  allowed_%-8s %s\n", k.String()+":", strings.Join(show.Names[k.String()], " "))
+					fmt.Printf("  allowed_%-8s %s\n", k.String()+":", strings.Join(show.list(k), " "))
 				}
 			}
 			return nil
@@ -137,7 +89,34 @@ namespace) it is created and its own view is shown as well.`,
 	}
 }
 
-func hasView(vs []tokenView, path string) bool {
+// showMount describes one bpffs mount, and the token made from it if one
+// can be.
+func showMount(names *delegate.Names, m bpffs.Info) tokenShowJSON {
+	v := tokenShowJSON{Path: m.Path, allowedJSON: allowedOf(names, m.Delegation),
+		Options: names.FormatOptions(m.Delegation), UID: m.UID, GID: m.GID, Mode: octalMode(m.Mode)}
+	// The kernel leaves the sticky bit out of the mode option it shows; the
+	// root's inode has the real mode.
+	var st unix.Stat_t
+	if err := unix.Stat(m.Path, &st); err == nil {
+		v.Mode = octalMode(st.Mode)
+	}
+	t, err := token.Create(m.Path)
+	if err != nil {
+		v.TokenError = err.Error()
+		return v
+	}
+	info, err := t.Info()
+	t.Close()
+	if err != nil {
+		v.TokenError = err.Error()
+		return v
+	}
+	v.Token = &tokenInfoJSON{Source: info.Source, allowedJSON: allowedOf(names, info.Allowed),
+		Options: names.FormatOptions(info.Allowed)}
+	return v
+}
+
+func hasView(vs []tokenShowJSON, path string) bool {
 	for _, v := range vs {
 		if v.Path == path {
 			return true
@@ -174,8 +153,8 @@ a minimal program of every program type with it.`,
 			}
 			defer t.Close()
 			rep := token.Probe(t, names)
-			if g.json {
-				return printJSON(rep)
+			if g.jsonOut() {
+				return g.printJSON(rep)
 			}
 			printProbe(rep, all)
 			return nil
