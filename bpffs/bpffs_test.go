@@ -8,6 +8,7 @@ import (
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func u32(v uint32) *uint32 { return &v }
@@ -43,8 +44,13 @@ func TestMountOptionsAndList(t *testing.T) {
 	if got == nil {
 		t.Fatalf("%s not listed in %+v", dir, ms)
 	}
-	if got.UID != 1234 || got.GID != 4321 || got.Mode != 0o750 || names.Canonical(got.Delegation) != names.Canonical(set) {
+	if got.UID != 1234 || got.GID != 4321 || got.Mode != 0o1750 || names.Canonical(got.Delegation) != names.Canonical(set) {
 		t.Fatalf("listed as %+v", got)
+	}
+	// The mode listed is the root's, sticky bit included.
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil || st.Mode&0o7777 != got.Mode {
+		t.Errorf("root mode %o (%v), listed %o", st.Mode&0o7777, err, got.Mode)
 	}
 	if want := "rw,uid=1234,gid=4321,mode=750," + names.FormatOptions(set); got.Super != want {
 		t.Fatalf("super options %q, want %q", got.Super, want)

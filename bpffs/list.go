@@ -63,7 +63,7 @@ func infos(ms []*mountinfo.Info, names *delegate.Names) ([]Info, error) {
 // ParseInfo decodes a mountinfo entry of a bpffs.
 func ParseInfo(m *mountinfo.Info, names *delegate.Names) (Info, error) {
 	in := Info{ID: m.ID, Path: m.Mountpoint, Root: m.Root, Source: m.Source,
-		Options: m.Options, Super: m.VFSOptions, Mode: 0o777}
+		Options: m.Options, Super: m.VFSOptions, Mode: 0o1777}
 	for _, opt := range strings.Split(m.VFSOptions, ",") {
 		key, val, _ := strings.Cut(opt, "=")
 		switch key {
@@ -82,7 +82,9 @@ func ParseInfo(m *mountinfo.Info, names *delegate.Names) (Info, error) {
 			case "gid":
 				in.GID = uint32(v)
 			default:
-				in.Mode = uint32(v)
+				// The root of a bpffs is always sticky, and the kernel
+				// leaves that bit out of mode=.
+				in.Mode = uint32(v) | 0o1000
 			}
 		}
 	}
