@@ -29,9 +29,8 @@ type env struct {
 	hooks   string // a hooks.d directory
 	cdiSpec string
 	podman  []string // podman with the test's containers.conf
-	image   string   // the test image, named after dir: runs may overlap
+	image   string   // the test image, in the run's own podman storage
 	hostDir string   // a host directory the image's /linked points at
-	subIDs  []string // the files addSubIDs added a line to
 	err     error
 }
 
@@ -106,16 +105,10 @@ func run(name string, args ...string) (string, error) {
 	return out.String(), nil
 }
 
+// build makes everything in e.dir, which TestMain made.
 func (e *env) build() error {
-	dir, err := os.MkdirTemp("", "bpfgate-e2e-")
-	if err != nil {
-		return err
-	}
-	e.dir = dir
-	e.image = "localhost/" + filepath.Base(dir) + ":latest"
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
+	dir := e.dir
+	e.image = "localhost/bpfgate-e2e:latest"
 	e.bpfgate = filepath.Join(dir, "bpfgate")
 	if _, err := run("go", "build", "-o", e.bpfgate, "../../cmd/bpfgate"); err != nil {
 		return err
@@ -150,13 +143,9 @@ func (e *env) build() error {
 		return fmt.Errorf("build ebpfcheck: %w\n%s", err, out)
 	}
 
-	conf := filepath.Join(dir, "containers.conf")
-	// No default ulimits (CAP_SYS_RESOURCE is missing here) and runc.
-	if err := os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n"), 0o644); err != nil {
+	if err := e.configurePodman(); err != nil {
 		return err
 	}
-	os.Setenv("CONTAINERS_CONF", conf)
-	e.podman = []string{"podman"}
 	if err := e.addSubIDs(); err != nil {
 		return err
 	}
@@ -171,7 +160,8 @@ func (e *env) build() error {
 	}
 	e.seccomp = filepath.Join(dir, "seccomp.json")
 	e.hooks = filepath.Join(dir, "hooks.d")
-	// podman 4.3 reads CDI specs from /etc/cdi and /var/run/cdi only.
+	// podman 4.3 reads CDI specs from /etc/cdi and /var/run/cdi only: in
+	// the tests' mount namespace both are the run's own (isolate).
 	e.cdiSpec = "/var/run/cdi/bpfgate-e2e.yaml"
 	for _, args := range [][]string{
 		{"--config", e.config, "oci-hook", "seccomp", "-o", e.seccomp},
@@ -185,13 +175,45 @@ func (e *env) build() error {
 	return nil
 }
 
-// runLock serialises runs of these tests on a machine (from several
-// checkouts, say): they share podman's storage, the CDI device names in
-// /var/run/cdi and the "containers" entries of /etc/subuid and /etc/subgid.
-const runLock = "/run/bpfgate-e2e.lock"
+// configurePodman gives podman a containers.conf and a storage.conf of the
+// run's own: its storage, state, locks, hooks and network configuration
+// live in e.dir, not in the system's store.
+func (e *env) configurePodman() error {
+	d := func(name string) string { return filepath.Join(e.dir, name) }
+	if err := os.Mkdir(d("hooks-none"), 0o755); err != nil {
+		return err
+	}
+	// No default ulimits (CAP_SYS_RESOURCE is missing here), runc, and no
+	// network: the tests need none, and netavark would change the host's
+	// firewall. File locks, not the system podman's shared memory ones.
+	conf := fmt.Sprintf(`[containers]
+default_ulimits = []
+netns = "none"
+[engine]
+runtime = "runc"
+tmp_dir = %q
+lock_type = "file"
+events_logger = "none"
+hooks_dir = [%q]
+image_copy_tmp_dir = "storage"
+[network]
+network_config_dir = %q
+`, d("podman-tmp"), d("hooks-none"), d("networks"))
+	storage := fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = %q\n", d("storage"), d("storage-run"))
+	for name, data := range map[string]string{"containers.conf": conf, "storage.conf": storage} {
+		if err := os.WriteFile(d(name), []byte(data), 0o644); err != nil {
+			return err
+		}
+	}
+	os.Setenv("CONTAINERS_CONF", d("containers.conf"))
+	os.Setenv("CONTAINERS_STORAGE_CONF", d("storage.conf"))
+	e.podman = []string{"podman"}
+	return nil
+}
 
-// heldLock is runLock, open (and so locked) until the process exits.
-var heldLock *os.File
+// runLock serialises runs of these tests on a machine (from several
+// checkouts, say): their containers get host ids from the same blocks.
+const runLock = "/run/bpfgate-e2e.lock"
 
 var subIDFiles = []string{"/etc/subuid", "/etc/subgid"}
 
@@ -199,8 +221,8 @@ var subIDFiles = []string{"/etc/subuid", "/etc/subgid"}
 // hands out, a block of host ids.
 var subIDLine = fmt.Sprintf("containers:%d:%d", subIDStart, subIDSize)
 
-// addSubIDs adds subIDLine to each file without a "containers" entry and
-// remembers where, for removeSubIDs.
+// addSubIDs adds subIDLine to each file without a "containers" entry: in
+// the tests' mount namespace, where /etc is an overlay.
 func (e *env) addSubIDs() error {
 	for _, file := range subIDFiles {
 		data, err := os.ReadFile(file)
@@ -216,48 +238,25 @@ func (e *env) addSubIDs() error {
 		if err := os.WriteFile(file, append(data, subIDLine+"\n"...), 0o644); err != nil {
 			return err
 		}
-		e.subIDs = append(e.subIDs, file)
 	}
 	return nil
 }
 
-// removeSubIDs takes out exactly the lines addSubIDs added.
-func (e *env) removeSubIDs() {
-	for _, file := range e.subIDs {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			continue
-		}
-		var keep []string
-		for _, l := range strings.SplitAfter(string(data), "\n") {
-			if strings.TrimSuffix(l, "\n") != subIDLine {
-				keep = append(keep, l)
-			}
-		}
-		os.WriteFile(file, []byte(strings.Join(keep, "")), 0o644)
-	}
-}
-
 func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		var err error
-		if heldLock, err = os.OpenFile(runLock, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+	switch dir := os.Getenv(dirEnv); {
+	case os.Geteuid() != 0:
+		// Every test skips, or fails under CI=true.
+		os.Exit(m.Run())
+	case dir == "":
+		os.Exit(outside())
+	default:
+		if err := isolate(dir); err != nil {
+			fmt.Println("isolate the container tests:", err)
 			os.Exit(1)
 		}
-		if syscall.Flock(int(heldLock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-			fmt.Fprintln(os.Stderr, "waiting for another run of these tests to finish ("+runLock+")")
-			syscall.Flock(int(heldLock.Fd()), syscall.LOCK_EX)
-		}
+		shared.dir = dir
+		os.Exit(m.Run())
 	}
-	code := m.Run()
-	if shared.dir != "" {
-		exec.Command("podman", "rmi", "-f", shared.image).Run()
-		os.Remove(shared.cdiSpec)
-		os.RemoveAll(shared.dir)
-	}
-	shared.removeSubIDs()
-	os.Exit(code)
 }
 
 // autoUserNS gives a container a user namespace and a host id range of its

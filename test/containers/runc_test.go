@@ -71,7 +71,7 @@ func (e *env) bundle(t *testing.T, profile string, userns bool) string {
 func TestRuncBundle(t *testing.T) {
 	e := setup(t)
 	dir := e.bundle(t, "demo", true)
-	out, err := run("runc", "run", "--bundle", dir, "bpfgate-e2e-"+filepath.Base(filepath.Dir(dir)))
+	out, err := run("runc", "--root", filepath.Join(e.dir, "runc"), "run", "--bundle", dir, "bpfgate-e2e-"+filepath.Base(filepath.Dir(dir)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestRuncBundleWithoutUserNS(t *testing.T) {
 	e := setup(t)
 	dir := e.bundle(t, "demo", false)
 	before := bpfMounts(t)
-	_, err := run("runc", "run", "--bundle", dir, "bpfgate-e2e-"+filepath.Base(filepath.Dir(dir)))
+	_, err := run("runc", "--root", filepath.Join(e.dir, "runc"), "run", "--bundle", dir, "bpfgate-e2e-"+filepath.Base(filepath.Dir(dir)))
 	if err == nil || !strings.Contains(err.Error(), "has no user namespace of its own") {
 		t.Fatalf("got %v", err)
 	}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need. Quick and offline when they
+# are all there; as root it installs what is missing (apt-get update first);
+# otherwise it says in one line what is missing and leaves the tests to skip
+# (or, under CI=true, fails).
+set -euo pipefail
+
+# nsenter (util-linux) mounts into running processes; git lists files for
+# gofmt; gcc and libbpf-dev build the libbpf test workload; iproute2 makes the
+# veth pairs the XDP and TCX tests attach to; the container tests run real
+# podman and runc on a busybox image.
+packages=(util-linux git ca-certificates gcc libc6-dev iproute2
+	podman runc busybox-static netavark aardvark-dns iptables)
+# libbpf with token support (1.4+) and a bpftool built on it come from
+# bookworm-backports: the end-to-end tests run unmodified libbpf workloads.
+declare -A minimum=([libbpf-dev]=1:1.4 [bpftool]=7.4)
+
+if ! command -v dpkg-query >/dev/null; then
+	echo "deps: not a Debian system: install by hand ${packages[*]} ${!minimum[*]} (libbpf 1.4+, bpftool 7.4+)"
+	exit 0
+fi
+
+installed() { dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'; }
+
+missing=()
+for p in "${packages[@]}"; do
+	[ -n "$(installed "$p")" ] || missing+=("$p")
+done
+newer=()
+for p in "${!minimum[@]}"; do
+	v=$(installed "$p")
+	if [ -z "$v" ] || ! dpkg --compare-versions "$v" ge "${minimum[$p]}"; then
+		newer+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && [ ${#newer[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing ${missing[*]} ${newer[*]} (run scripts/deps.sh as root; libbpf-dev and bpftool from bookworm-backports); the tests that need them skip"
+	[ "${CI:-}" = true ] && exit 1
+	exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if [ ${#newer[@]} -gt 0 ] && grep -q bookworm /etc/os-release && [ ! -e /etc/apt/sources.list.d/bookworm-backports.sources ]; then
+	cat >/etc/apt/sources.list.d/bookworm-backports.sources <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+fi
+echo "deps: installing ${missing[*]} ${newer[*]}"
+apt-get update -qq
+if [ ${#missing[@]} -gt 0 ]; then
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ${#newer[@]} -gt 0 ]; then
+	backports=()
+	[ -e /etc/apt/sources.list.d/bookworm-backports.sources ] && backports=(-t bookworm-backports)
+	apt-get install -y -qq --no-install-recommends "${backports[@]}" "${newer[@]}" >/dev/null
+fi
