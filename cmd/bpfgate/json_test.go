@@ -20,7 +20,7 @@ import (
 var nonReporting = map[string]bool{
 	"bpfgate run": true, "bpfgate mount": true, "bpfgate pin": true, "bpfgate unpin": true,
 	"bpfgate mv": true, "bpfgate oci-hook": true, "bpfgate oci-hook hooks-d": true,
-	"bpfgate oci-hook seccomp": true,
+	"bpfgate oci-hook seccomp": true, "bpfgate man": true,
 }
 
 // TestEveryReportingCommandPrintsJSON runs every reporting command with
@@ -49,6 +49,7 @@ func TestEveryReportingCommandPrintsJSON(t *testing.T) {
 		{[]string{"token", "show"}, true},
 		{[]string{"token", "probe"}, false},
 		{[]string{"names"}, false},
+		{[]string{"version"}, false},
 		{[]string{"profiles"}, false},
 		{[]string{"check", "--profile", "demo"}, false},
 		{[]string{"cdi", "generate", "-o", filepath.Join(specs, "bpfgate.yaml")}, false},
