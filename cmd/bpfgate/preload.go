@@ -29,6 +29,12 @@ left running, changed ones are replaced in one atomic swap.`,
 	apply := &cobra.Command{
 		Use:   "apply",
 		Short: "Load, attach and pin what the manifests say; leave unchanged objects alone",
+		Long: `Load, attach and pin what the manifests say; leave unchanged objects alone.
+Each object is applied on its own: one that fails (a missing interface, a
+program the kernel refuses) is reported with why, its old version (if any)
+keeps running, and the others are applied. The exit status is 1 if any
+object failed. A manifest that cannot be read at all stops apply before
+anything is loaded.`,
 		Example: `  bpfgate preload apply
   bpfgate preload apply --dir examples/preload`,
 		Args: cobra.NoArgs,
