@@ -42,6 +42,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	testutil.RequireRoot(t)
 	e := &env{root: testutil.MountBPFFS(t) + "/bpfgate", dir: t.TempDir()}
+	roots = append(roots, e.root)
 	e.iface = fmt.Sprintf("bgt%d", os.Getpid()%100000)
 	if out, err := exec.Command("ip", "link", "add", e.iface, "type", "veth", "peer", "name", e.iface+"p").CombinedOutput(); err != nil {
 		t.Fatalf("ip link add: %v: %s", err, out)
@@ -115,15 +116,36 @@ func (e *env) tree(t *testing.T, name string) map[string]*pins.Entry {
 }
 
 // systemLinks maps each of our program names to the ids of every link in
-// the system that holds a program of that name.
+// the system that holds one of this process's programs of that name. Other
+// checkouts may run these tests at the same time, with the same object: a
+// program is this process's if it was ever pinned below one of its roots
+// (Apply pins every program before it attaches it).
 func systemLinks(t *testing.T) map[string][]uint32 {
 	t.Helper()
+	for _, root := range roots {
+		recordPrograms(t, root)
+	}
+	var err error
+	for range 20 {
+		var out map[string][]uint32
+		if out, err = listLinks(); err == nil {
+			return out
+		}
+		// EAGAIN: a link someone is creating at this moment has an id but
+		// cannot be opened yet.
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal(err)
+	return nil
+}
+
+func listLinks() (map[string][]uint32, error) {
 	out := map[string][]uint32{}
 	it := new(link.Iterator)
 	defer it.Close()
 	for it.Next() {
 		info, err := it.Link.Info()
-		if err != nil {
+		if err != nil || !ourProgramIDs[uint32(info.Program)] {
 			continue
 		}
 		p, err := ebpf.NewProgramFromID(info.Program)
@@ -136,10 +158,34 @@ func systemLinks(t *testing.T) map[string][]uint32 {
 			out[pi.Name] = append(out[pi.Name], uint32(info.ID))
 		}
 	}
-	if err := it.Err(); err != nil {
+	return out, it.Err()
+}
+
+// roots are the pin roots of this process's envs; ourProgramIDs the ids of
+// every program seen pinned below them (ids are not reused).
+var (
+	roots         []string
+	ourProgramIDs = map[uint32]bool{}
+)
+
+// recordPrograms adds the programs pinned below root, staging included.
+func recordPrograms(t *testing.T, root string) {
+	t.Helper()
+	if _, err := os.Stat(root); err != nil {
+		return
+	}
+	err := pins.List([]string{root}, pins.Options{}, func(e *pins.Entry) error {
+		if e.Program != nil {
+			ourProgramIDs[e.ID] = true
+		}
+		if e.Link != nil {
+			ourProgramIDs[e.Link.ProgramID] = true
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return out
 }
 
 // linksAfterRemove is systemLinks once the kernel has released what a
@@ -337,6 +383,9 @@ func (e *env) killApplyAt(t *testing.T, step string) {
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("apply was not killed at %s: %v: %s", step, err, out)
 	}
+	// What it pinned goes with the next apply; its programs are this
+	// process's all the same.
+	recordPrograms(t, e.root)
 }
 
 // TestApplyAfterKillWithManifestReverted kills an upgrade after it updated
