@@ -125,9 +125,13 @@ func pinName(name string) string {
 
 // Apply makes the pinned objects below the root match the manifests, in
 // their order. Manifests of unchanged objects whose pins are intact are not
-// even parsed further; the others are checked together first, so a bad
-// manifest stops Apply before anything is loaded. An object that fails to
-// load does not stop the others; the error reports every failure.
+// even parsed further. Each object succeeds or fails on its own: a manifest
+// whose object, programs or attach targets fail Check, or an object that
+// fails to load or attach, leaves its old tree (if any) running and does not
+// stop the others. Apply then returns a Result for every manifest (Failed,
+// with Why, for those) and an error joining the failures. Only an error
+// that concerns the root as a whole (it cannot be opened or locked) comes
+// with no results.
 func Apply(ms []*Manifest, opts Options) ([]Result, error) {
 	// The root is opened once; every pin, rename and removal below goes
 	// through its fd, so renaming a directory above it cannot redirect them.
@@ -147,35 +151,22 @@ func Apply(ms []*Manifest, opts Options) ([]Result, error) {
 	opts.step("cleared-staging")
 
 	results := make([]Result, len(ms))
-	var todo []*Manifest
-	for i, m := range ms {
-		results[i] = Result{Name: m.Name}
-		if why := stale(root, m); why != "" {
-			results[i].Why = why
-			todo = append(todo, m)
-		} else {
-			results[i].Action = Unchanged
-		}
-	}
-	plans, err := Check(todo)
-	if err != nil {
-		return nil, err
-	}
 	var errs []error
-	for i, j := 0, 0; i < len(ms); i++ {
-		if results[i].Action == Unchanged {
+	for i, m := range ms {
+		why := stale(root, m)
+		if why == "" {
+			results[i] = Result{Name: m.Name, Action: Unchanged}
 			continue
 		}
 		start := time.Now()
-		r, err := build(root, plans[j], opts)
-		j++
+		r, err := checkAndBuild(root, m, opts)
 		r.Duration = time.Since(start)
 		if r.Why == "" {
-			r.Why = results[i].Why
+			r.Why = why
 		}
 		results[i] = r
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ms[i].Name, err))
+			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
 		}
 	}
 	if opts.Prune {
@@ -186,6 +177,15 @@ func Apply(ms []*Manifest, opts Options) ([]Result, error) {
 		}
 	}
 	return results, errors.Join(errs...)
+}
+
+// checkAndBuild checks one manifest and builds its tree.
+func checkAndBuild(root *pins.Dir, m *Manifest, opts Options) (Result, error) {
+	plans, err := Check([]*Manifest{m})
+	if err != nil {
+		return Result{Name: m.Name, Action: Failed, Why: err.Error()}, err
+	}
+	return build(root, plans[0], opts)
 }
 
 // SystemBPFFS is where systemd mounts the system's bpffs at boot.
@@ -246,7 +246,7 @@ func stale(root *pins.Dir, m *Manifest) string {
 		if p.Attach == AttachNone {
 			continue
 		}
-		if why := linkBroken(root, filepath.Join(dir, "links", p.Name)); why != "" {
+		if why := linkBroken(root, filepath.Join(dir, "links", p.Name), filepath.Join(dir, "progs", p.Name)); why != "" {
 			return fmt.Sprintf("link %s %s", p.Name, why)
 		}
 	}
@@ -272,8 +272,10 @@ func loadLink(root *pins.Dir, name string) (link.Link, error) {
 	return l, nil
 }
 
-// linkBroken says what is wrong with a pinned link, or "".
-func linkBroken(root *pins.Dir, name string) string {
+// linkBroken says what is wrong with a pinned link, or "". A link must run
+// the program pinned beside it: an Apply killed after updating a link in
+// place leaves it running the dead Apply's program.
+func linkBroken(root *pins.Dir, name, progName string) string {
 	l, err := loadLink(root, name)
 	if err != nil {
 		return "is not pinned"
@@ -287,7 +289,36 @@ func linkBroken(root *pins.Dir, name string) string {
 	if (info.XDP() != nil && info.XDP().Ifindex == 0) || (info.TCX() != nil && info.TCX().Ifindex == 0) {
 		return "lost its interface"
 	}
+	want, err := pinnedProgramID(root, progName)
+	if err != nil {
+		return "has no pinned program: " + err.Error()
+	}
+	if info.Program != want {
+		return fmt.Sprintf("runs program %d, not the pinned program %d", info.Program, want)
+	}
 	return ""
+}
+
+// pinnedProgramID is the kernel id of the program pinned at name.
+func pinnedProgramID(root *pins.Dir, name string) (ebpf.ProgramID, error) {
+	obj, err := root.Load(name, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer obj.Close()
+	prog, ok := obj.(*ebpf.Program)
+	if !ok {
+		return 0, fmt.Errorf("%s: not a program", filepath.Join(root.Path(), name))
+	}
+	info, err := prog.Info()
+	if err != nil {
+		return 0, err
+	}
+	id, ok := info.ID()
+	if !ok {
+		return 0, errors.New("the kernel reports no program id")
+	}
+	return id, nil
 }
 
 // build loads one object into a staging tree and swaps it in.
@@ -302,9 +333,9 @@ func build(root *pins.Dir, plan Plan, opts Options) (res Result, err error) {
 		}
 	}()
 
-	// A staging tree left by a killed Apply holds nothing anyone needs; its
-	// links go with it.
-	if err := removeIfExists(root, staging); err != nil {
+	// clearStaging has removed what a killed Apply left; anything here now
+	// would make the rename below fail.
+	if err := discard(root, staging, final, true); err != nil {
 		return res, err
 	}
 	opts.step("cleaned")
@@ -372,13 +403,12 @@ func build(root *pins.Dir, plan Plan, opts Options) (res Result, err error) {
 		}
 	}
 	// On failure before the swap, the staging tree goes, and with it every
-	// link attached for it.
+	// link attached for it; links updated in place go back to the old
+	// tree's programs, so the old object runs on as it was.
 	swapped := false
-	var updated []updatedLink
 	defer func() {
 		if err != nil && !swapped {
-			rollback(root, final, updated)
-			_ = removeIfExists(root, staging)
+			_ = discard(root, staging, final, true)
 		}
 	}()
 	for _, name := range slices.Sorted(maps.Keys(coll.Maps)) {
@@ -407,7 +437,6 @@ func build(root *pins.Dir, plan Plan, opts Options) (res Result, err error) {
 				return res, fmt.Errorf("program %s: %w", p.Name, err)
 			}
 			if ok {
-				updated = append(updated, updatedLink{p.Name})
 				opts.step("updated:" + p.Name)
 				continue
 			}
@@ -442,16 +471,14 @@ func build(root *pins.Dir, plan Plan, opts Options) (res Result, err error) {
 	opts.step("swapped")
 	if old {
 		// The old tree now sits in staging; its links that were not updated
-		// in place detach as their pins go.
-		if err := removeIfExists(root, staging); err != nil {
+		// in place are detached and go.
+		if err := discard(root, staging, final, false); err != nil {
 			return res, fmt.Errorf("remove the replaced tree (the next apply retries): %w", err)
 		}
 		opts.step("removed-old")
 	}
 	return res, nil
 }
-
-type updatedLink struct{ prog string }
 
 // pinLink pins l at name below root.
 func pinLink(root *pins.Dir, l link.Link, name string) error {
@@ -481,29 +508,60 @@ func updateInPlace(root *pins.Dir, oldPath, newPath string, p *Program, prog *eb
 	return true, pinLink(root, l, newPath)
 }
 
-// rollback points links updated in place back at the old tree's programs,
-// so a failed replacement leaves the old object running as it was.
-func rollback(root *pins.Dir, final string, updated []updatedLink) {
-	for _, u := range updated {
-		l, err := loadLink(root, filepath.Join(final, "links", u.prog))
-		if err != nil {
-			continue
-		}
-		if obj, err := root.Load(filepath.Join(final, "progs", u.prog), nil); err == nil {
-			if prog, ok := obj.(*ebpf.Program); ok {
-				_ = l.Update(prog)
-			}
-			obj.Close()
-		}
-		l.Close()
-	}
-}
-
-func removeIfExists(root *pins.Dir, name string) error {
+// discard removes the tree at name. It first detaches the tree's links
+// that the live tree does not also pin: the kernel releases a link whose
+// pin goes only after an RCU grace period and a work item, and until then
+// the link still holds its hook (an XDP one refuses a new link with EBUSY).
+// Links shared with live were updated in place; with restore they are
+// pointed back at live's programs, otherwise left alone. Hooks without
+// BPF_LINK_DETACH (tracepoints, iterators) allow several links at once, so
+// their links can go as their pins do.
+func discard(root *pins.Dir, name, live string, restore bool) error {
 	if _, err := root.Lstat(name); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	shared := map[link.ID]string{}
+	if live != "" {
+		names, _ := root.ReadDir(filepath.Join(live, "links"))
+		for _, n := range names {
+			l, err := loadLink(root, filepath.Join(live, "links", n))
+			if err != nil {
+				continue
+			}
+			if info, err := l.Info(); err == nil {
+				shared[info.ID] = n
+			}
+			l.Close()
+		}
+	}
+	names, _ := root.ReadDir(filepath.Join(name, "links"))
+	for _, n := range names {
+		l, err := loadLink(root, filepath.Join(name, "links", n))
+		if err != nil {
+			continue
+		}
+		if info, err := l.Info(); err == nil {
+			if prog, ok := shared[info.ID]; !ok {
+				_ = l.Detach()
+			} else if restore {
+				restoreLink(root, l, filepath.Join(live, "progs", prog))
+			}
+		}
+		l.Close()
+	}
 	return root.Unpin(name, pins.UnpinOptions{Recursive: true})
+}
+
+// restoreLink points l back at the program pinned at progName.
+func restoreLink(root *pins.Dir, l link.Link, progName string) {
+	obj, err := root.Load(progName, nil)
+	if err != nil {
+		return
+	}
+	defer obj.Close()
+	if prog, ok := obj.(*ebpf.Program); ok {
+		_ = l.Update(prog)
+	}
 }
 
 // Remove unpins an object's tree (and any staging tree it left); its links
@@ -526,10 +584,10 @@ func Remove(name string, opts Options) error {
 			return fmt.Errorf("%s: %w (bpfgate preload status lists what is applied)", filepath.Join(root.Path(), name), os.ErrNotExist)
 		}
 	}
-	if err := removeIfExists(root, filepath.Join(stagingDir, name)); err != nil {
+	if err := discard(root, filepath.Join(stagingDir, name), "", false); err != nil {
 		return err
 	}
-	return removeIfExists(root, name)
+	return discard(root, name, "", false)
 }
 
 func clearStaging(root *pins.Dir) error {
@@ -538,7 +596,7 @@ func clearStaging(root *pins.Dir) error {
 		return err
 	}
 	for _, n := range names {
-		if err := removeIfExists(root, filepath.Join(stagingDir, n)); err != nil {
+		if err := discard(root, filepath.Join(stagingDir, n), n, true); err != nil {
 			return fmt.Errorf("remove a tree a killed apply left: %w", err)
 		}
 	}
@@ -562,7 +620,7 @@ func prune(root *pins.Dir, ms []*Manifest) ([]Result, error) {
 			continue
 		}
 		start := time.Now()
-		err := removeIfExists(root, n)
+		err := discard(root, n, "", false)
 		r := Result{Name: n, Action: Removed, Why: "no manifest", Duration: time.Since(start)}
 		if err != nil {
 			r.Action, r.Why = Failed, err.Error()

@@ -320,15 +320,18 @@ func attach(p *Program, ps *ebpf.ProgramSpec, prog *ebpf.Program) (link.Link, er
 			return nil, err
 		}
 		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index})
-		// The kernel releases a dropped link from a work queue: the XDP link
-		// of an apply killed a moment ago (its last fd closed at exit, or its
-		// pin just removed) can still hold the device for a short while.
+		// Apply detaches the links it discards before it unpins them, but a
+		// link whose pin someone else just removed (bpfgate unpin, rm) is
+		// released after an RCU grace period and a work item, and holds the
+		// device until then.
 		for try := 0; try < xdpBusyTries && (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST)); try++ {
 			time.Sleep(xdpBusyWait)
 			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index})
 		}
 		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("%s already has an XDP program that bpfgate does not manage; detach it first (ip link set dev %s xdp off): %w", p.Interface, p.Interface, err)
+			return nil, fmt.Errorf("%s already has an XDP program that is not this object's (bpftool net show dev %s shows it: "+
+				"ip link set dev %s xdp off detaches one attached without a link; a link goes when its pin is removed and its owner closes it): %w",
+				p.Interface, p.Interface, p.Interface, err)
 		}
 		return l, err
 	case AttachTCX:

@@ -21,8 +21,13 @@
 // Links that can be updated in place (XDP, TCX, cgroup) are, so an interface
 // never goes without its program; others are attached anew before the old
 // ones go. Whatever the point at which Apply dies, the next Apply finds at
-// most a stale staging tree, removes it, and converges: the kernel detaches a
-// link whose last fd closed before it was pinned.
+// most a stale staging tree and removes it first, detaching its links rather
+// than waiting for the kernel to release them, and converges: the kernel
+// detaches a link whose last fd closed before it was pinned.
+//
+// Each object succeeds or fails on its own: Apply returns a Result for every
+// manifest and an error joining the failures, and a failed object's old
+// tree keeps running.
 //
 // The root is opened once, as a pins.Dir (from "/" without following
 // symlinks, checked against the mount table), and every read, pin, rename

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -41,6 +42,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	testutil.RequireRoot(t)
 	e := &env{root: testutil.MountBPFFS(t) + "/bpfgate", dir: t.TempDir()}
+	roots = append(roots, e.root)
 	e.iface = fmt.Sprintf("bgt%d", os.Getpid()%100000)
 	if out, err := exec.Command("ip", "link", "add", e.iface, "type", "veth", "peer", "name", e.iface+"p").CombinedOutput(); err != nil {
 		t.Fatalf("ip link add: %v: %s", err, out)
@@ -114,15 +116,36 @@ func (e *env) tree(t *testing.T, name string) map[string]*pins.Entry {
 }
 
 // systemLinks maps each of our program names to the ids of every link in
-// the system that holds a program of that name.
+// the system that holds one of this process's programs of that name. Other
+// checkouts may run these tests at the same time, with the same object: a
+// program is this process's if it was ever pinned below one of its roots
+// (Apply pins every program before it attaches it).
 func systemLinks(t *testing.T) map[string][]uint32 {
 	t.Helper()
+	for _, root := range roots {
+		recordPrograms(t, root)
+	}
+	var err error
+	for range 20 {
+		var out map[string][]uint32
+		if out, err = listLinks(); err == nil {
+			return out
+		}
+		// EAGAIN: a link someone is creating at this moment has an id but
+		// cannot be opened yet.
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal(err)
+	return nil
+}
+
+func listLinks() (map[string][]uint32, error) {
 	out := map[string][]uint32{}
 	it := new(link.Iterator)
 	defer it.Close()
 	for it.Next() {
 		info, err := it.Link.Info()
-		if err != nil {
+		if err != nil || !ourProgramIDs[uint32(info.Program)] {
 			continue
 		}
 		p, err := ebpf.NewProgramFromID(info.Program)
@@ -135,10 +158,47 @@ func systemLinks(t *testing.T) map[string][]uint32 {
 			out[pi.Name] = append(out[pi.Name], uint32(info.ID))
 		}
 	}
-	if err := it.Err(); err != nil {
+	return out, it.Err()
+}
+
+// roots are the pin roots of this process's envs; ourProgramIDs the ids of
+// every program seen pinned below them (ids are not reused).
+var (
+	roots         []string
+	ourProgramIDs = map[uint32]bool{}
+)
+
+// recordPrograms adds the programs pinned below root, staging included.
+func recordPrograms(t *testing.T, root string) {
+	t.Helper()
+	if _, err := os.Stat(root); err != nil {
+		return
+	}
+	err := pins.List([]string{root}, pins.Options{}, func(e *pins.Entry) error {
+		if e.Program != nil {
+			ourProgramIDs[e.ID] = true
+		}
+		if e.Link != nil {
+			ourProgramIDs[e.Link.ProgramID] = true
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+}
+
+// linksAfterRemove is systemLinks once the kernel has released what a
+// Remove unpinned: a link whose last pin goes is freed after an RCU grace
+// period and a work item (detached links included), so it waits up to 2s.
+func linksAfterRemove(t *testing.T) map[string][]uint32 {
+	t.Helper()
+	sys := systemLinks(t)
+	for i := 0; i < 100 && len(sys) != 0; i++ {
+		time.Sleep(20 * time.Millisecond)
+		sys = systemLinks(t)
+	}
+	return sys
 }
 
 // converged checks that name is applied as written: every program attached
@@ -260,7 +320,7 @@ func TestApplyReapplyReplaceRemove(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(e.root, "hooks")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("tree left after remove: %v", err)
 	}
-	if sys := systemLinks(t); len(sys) != 0 {
+	if sys := linksAfterRemove(t); len(sys) != 0 {
 		t.Errorf("links left after remove: %v", sys)
 	}
 	if err := preload.Remove("hooks", preload.Options{Root: e.root}); !errors.Is(err, os.ErrNotExist) {
@@ -276,7 +336,6 @@ var killSteps = []string{"cleared-staging", "cleaned", "loaded", "pinned-maps", 
 
 func TestApplyConvergesAfterKill(t *testing.T) {
 	e := newEnv(t)
-	bin := os.Args[0]
 	for _, upgrade := range []bool{false, true} {
 		steps := append([]string{}, killSteps...)
 		if upgrade {
@@ -295,13 +354,7 @@ func TestApplyConvergesAfterKill(t *testing.T) {
 			} else {
 				e.manifest(t, name, "")
 			}
-			cmd := exec.Command(bin, "-test.run=^$")
-			cmd.Env = append(os.Environ(), "PRELOAD_TEST_KILL_AT="+step, "PRELOAD_TEST_DIR="+e.dir, "PRELOAD_TEST_ROOT="+e.root)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("upgrade=%v step %s: apply was not killed there: %v: %s", upgrade, step, err, out)
-			}
+			e.killApplyAt(t, step)
 			res := e.apply(t)
 			for _, r := range res {
 				if r.Name == name && r.Action == preload.Unchanged && step != "swapped" && step != "removed-old" {
@@ -313,38 +366,125 @@ func TestApplyConvergesAfterKill(t *testing.T) {
 				t.Fatal(err)
 			}
 			os.Remove(filepath.Join(e.dir, name+".yaml"))
-			if sys := systemLinks(t); len(sys) != 0 {
+			if sys := linksAfterRemove(t); len(sys) != 0 {
 				t.Fatalf("upgrade=%v step %s: links left after remove: %v", upgrade, step, sys)
 			}
 		}
 	}
 }
 
-func TestBadManifestsLoadNothing(t *testing.T) {
+// killApplyAt runs Apply on e in a child process and SIGKILLs it at step.
+func (e *env) killApplyAt(t *testing.T, step string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PRELOAD_TEST_KILL_AT="+step, "PRELOAD_TEST_DIR="+e.dir, "PRELOAD_TEST_ROOT="+e.root)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("apply was not killed at %s: %v: %s", step, err, out)
+	}
+	// What it pinned goes with the next apply; its programs are this
+	// process's all the same.
+	recordPrograms(t, e.root)
+}
+
+// TestApplyAfterKillWithManifestReverted kills an upgrade after it updated
+// the XDP link in place, then puts the old manifest back: the tree's digest
+// matches again, but its link runs the dead apply's program until the next
+// apply points it back or rebuilds.
+func TestApplyAfterKillWithManifestReverted(t *testing.T) {
+	e := newEnv(t)
+	e.manifest(t, "revert", "")
+	e.apply(t)
+	e.manifest(t, "revert", "# changed\n")
+	e.killApplyAt(t, "updated:xdp_count")
+	e.manifest(t, "revert", "")
+	e.apply(t)
+	e.converged(t, "revert")
+	if err := preload.Remove("revert", preload.Options{Root: e.root}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDiscardedLinksDetach holds the links of a tree as another process
+// could (bpftool, a crashed apply's leftover fd), then has Apply or Remove
+// discard the tree: the netdev links must be detached at once, not when the
+// last holder lets go, or the next XDP attach fails with EBUSY.
+func TestDiscardedLinksDetach(t *testing.T) {
+	e := newEnv(t)
+	hold := func(tree string) map[string]link.Link {
+		out := map[string]link.Link{}
+		for _, p := range []string{"xdp_count", "tcx_count"} {
+			l, err := link.LoadPinnedLink(filepath.Join(e.root, tree, "links", p), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() }) // a second Close is harmless
+			out[p] = l
+		}
+		return out
+	}
+	detached := func(what string, held map[string]link.Link) {
+		t.Helper()
+		for p, l := range held {
+			info, err := l.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (info.XDP() != nil && info.XDP().Ifindex != 0) || (info.TCX() != nil && info.TCX().Ifindex != 0) {
+				t.Errorf("%s: link %s of the discarded tree is still attached", what, p)
+			}
+			l.Close()
+		}
+	}
+
+	// A tree a killed apply left in staging, with a fresh XDP link.
+	e.manifest(t, "held", "")
+	e.killApplyAt(t, "pinned-link:tcx_count")
+	held := hold("@staging/held")
+	e.apply(t)
+	detached("staging tree of a killed apply", held)
+	e.converged(t, "held")
+
+	// A removed tree.
+	held = hold("held")
+	if err := preload.Remove("held", preload.Options{Root: e.root}); err != nil {
+		t.Fatal(err)
+	}
+	detached("removed tree", held)
+}
+
+// TestBadManifests puts each bad manifest next to a good one. A manifest
+// ReadDir refuses (syntax, names) stops everything before anything is
+// loaded; one whose object, programs or targets are wrong fails on its own
+// and the good one is applied.
+func TestBadManifests(t *testing.T) {
 	e := newEnv(t)
 	good := fmt.Sprintf("object: %s\nprograms:\n  - name: iter_count\n", hooksObject)
 	for _, tc := range []struct {
 		name, body, key, want string
 		is                    error
+		// readDir: ReadDir refuses it, so nothing is applied.
+		readDir bool
 	}{
-		{"unknown-program", fmt.Sprintf("object: %s\nprograms:\n  - name: nope\n", hooksObject), "programs.nope.name", `no program "nope"`, preload.ErrManifest},
-		{"missing-object", "object: /nonexistent/x.o\n", "object", "no such file", preload.ErrManifest},
-		{"not-elf", "object: /etc/hostname\n", "object", "not a BPF ELF object", preload.ErrManifest},
-		{"bad-interface", fmt.Sprintf("object: %s\nprograms:\n  - name: xdp_count\n    interface: nope0\n", hooksObject), "programs.xdp_count.interface", "nope0", preload.ErrTarget},
-		{"no-interface", fmt.Sprintf("object: %s\nprograms:\n  - name: xdp_count\n", hooksObject), "programs.xdp_count.interface", "missing", preload.ErrManifest},
-		{"bad-tracepoint", fmt.Sprintf("object: %s\nprograms:\n  - name: tp_count\n    target: nope/nope\n", hooksObject), "programs.tp_count.target", "nope/nope", preload.ErrTarget},
-		{"bad-fentry", fmt.Sprintf("object: %s\nprograms:\n  - name: fentry_count\n    target: no_such_function_x\n", hooksObject), "programs.fentry_count.target", "no_such_function_x", preload.ErrTarget},
-		{"bad-cgroup", fmt.Sprintf("object: %s\nprograms:\n  - name: cgroup_count\n    cgroup: /tmp\n", hooksObject), "programs.cgroup_count.cgroup", "not a cgroup v2", preload.ErrTarget},
-		{"wrong-hook", fmt.Sprintf("object: %s\nprograms:\n  - name: xdp_count\n    attach: tracepoint\n", hooksObject), "programs.xdp_count.attach", "cannot attach as tracepoint", preload.ErrManifest},
-		{"unknown-hook", fmt.Sprintf("object: %s\nprograms:\n  - name: xdp_count\n    attach: xdpp\n", hooksObject), "programs.xdp_count.attach", "unknown hook", preload.ErrManifest},
-		{"no-hook", fmt.Sprintf("object: %s\nprograms:\n  - name: unattached\n", hooksObject), "programs.unattached.attach", "no hook", preload.ErrManifest},
-		{"unknown-map", fmt.Sprintf("object: %s\nmaps:\n  - name: nope\n", hooksObject), "maps.nope.name", `no map "nope"`, preload.ErrManifest},
-		{"duplicate-program", fmt.Sprintf("object: %s\nprograms:\n  - name: iter_count\n  - name: iter_count\n", hooksObject), "programs[1].name", "listed twice", preload.ErrDuplicate},
-		{"duplicate-name", fmt.Sprintf("name: good\nobject: %s\n", hooksObject), "name", "also the name of", preload.ErrDuplicate},
-		{"escape", fmt.Sprintf("name: ../../etc\nobject: %s\n", hooksObject), "name", "may not contain", preload.ErrEscape},
-		{"dotted", fmt.Sprintf("name: a.b\nobject: %s\n", hooksObject), "name", "refuses dots", preload.ErrManifest},
-		{"unknown-key", fmt.Sprintf("object: %s\nprogram:\n  - name: x\n", hooksObject), "program", "unknown key", preload.ErrManifest},
-		{"no-object", "order: 3\n", "object", "missing", preload.ErrManifest},
+		{"unknown-program", fmt.Sprintf("object: %s\nprograms:\n  - name: nope\n", hooksObject), "programs.nope.name", `no program "nope"`, preload.ErrManifest, false},
+		{"missing-object", "object: /nonexistent/x.o\n", "object", "no such file", preload.ErrManifest, true},
+		{"not-elf", "object: /etc/hostname\n", "object", "not a BPF ELF object", preload.ErrManifest, false},
+		{"bad-interface", fmt.Sprintf("object: %s\nprograms:\n  - name: xdp_count\n    interface: nope0\n", hooksObject), "programs.xdp_count.interface", "nope0", preload.ErrTarget, false},
+		{"no-interface", fmt.Sprintf("object: %s\nprograms:\n  - name: xdp_count\n", hooksObject), "programs.xdp_count.interface", "missing", preload.ErrManifest, false},
+		{"bad-tracepoint", fmt.Sprintf("object: %s\nprograms:\n  - name: tp_count\n    target: nope/nope\n", hooksObject), "programs.tp_count.target", "nope/nope", preload.ErrTarget, false},
+		{"bad-fentry", fmt.Sprintf("object: %s\nprograms:\n  - name: fentry_count\n    target: no_such_function_x\n", hooksObject), "programs.fentry_count.target", "no_such_function_x", preload.ErrTarget, false},
+		{"bad-cgroup", fmt.Sprintf("object: %s\nprograms:\n  - name: cgroup_count\n    cgroup: /tmp\n", hooksObject), "programs.cgroup_count.cgroup", "not a cgroup v2", preload.ErrTarget, false},
+		{"wrong-hook", fmt.Sprintf("object: %s\nprograms:\n  - name: xdp_count\n    attach: tracepoint\n", hooksObject), "programs.xdp_count.attach", "cannot attach as tracepoint", preload.ErrManifest, false},
+		{"unknown-hook", fmt.Sprintf("object: %s\nprograms:\n  - name: xdp_count\n    attach: xdpp\n", hooksObject), "programs.xdp_count.attach", "unknown hook", preload.ErrManifest, false},
+		{"no-hook", fmt.Sprintf("object: %s\nprograms:\n  - name: unattached\n", hooksObject), "programs.unattached.attach", "no hook", preload.ErrManifest, false},
+		{"unknown-map", fmt.Sprintf("object: %s\nmaps:\n  - name: nope\n", hooksObject), "maps.nope.name", `no map "nope"`, preload.ErrManifest, false},
+		{"duplicate-program", fmt.Sprintf("object: %s\nprograms:\n  - name: iter_count\n  - name: iter_count\n", hooksObject), "programs[1].name", "listed twice", preload.ErrDuplicate, true},
+		{"duplicate-name", fmt.Sprintf("name: good\nobject: %s\n", hooksObject), "name", "also the name of", preload.ErrDuplicate, true},
+		{"escape", fmt.Sprintf("name: ../../etc\nobject: %s\n", hooksObject), "name", "may not contain", preload.ErrEscape, true},
+		{"dotted", fmt.Sprintf("name: a.b\nobject: %s\n", hooksObject), "name", "refuses dots", preload.ErrManifest, true},
+		{"unknown-key", fmt.Sprintf("object: %s\nprogram:\n  - name: x\n", hooksObject), "program", "unknown key", preload.ErrManifest, true},
+		{"no-object", "order: 3\n", "object", "missing", preload.ErrManifest, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -352,8 +492,14 @@ func TestBadManifestsLoadNothing(t *testing.T) {
 			file := filepath.Join(dir, tc.name+".yaml")
 			os.WriteFile(file, []byte(tc.body), 0o644)
 			ms, err := preload.ReadDir(dir)
+			var res []preload.Result
 			if err == nil {
-				_, err = preload.Apply(ms, preload.Options{Root: e.root})
+				if tc.readDir {
+					t.Fatal("ReadDir accepted it")
+				}
+				res, err = preload.Apply(ms, preload.Options{Root: e.root})
+			} else if !tc.readDir {
+				t.Fatalf("ReadDir refused it: %v", err)
 			}
 			if err == nil {
 				t.Fatal("accepted")
@@ -363,13 +509,36 @@ func TestBadManifestsLoadNothing(t *testing.T) {
 				(!strings.Contains(msg, file) && tc.name != "duplicate-name") {
 				t.Errorf("error %q: want errors.Is %v, the file, key %q and %q", msg, tc.is, tc.key, tc.want)
 			}
-			if _, err := os.Lstat(filepath.Join(e.root, "good")); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("the good manifest was applied although another was bad")
+			_, goodErr := os.Lstat(filepath.Join(e.root, "good"))
+			if tc.readDir {
+				if !errors.Is(goodErr, os.ErrNotExist) {
+					t.Errorf("the good manifest was applied although ReadDir failed")
+				}
+				return
+			}
+			actions := map[string]preload.Action{}
+			for _, r := range res {
+				actions[r.Name] = r.Action
+				if r.Action == preload.Failed && !strings.Contains(r.Why, tc.want) {
+					t.Errorf("result %+v: want why %q", r, tc.want)
+				}
+			}
+			if len(res) != 2 || actions["good"] != preload.Created || actions[tc.name] != preload.Failed {
+				t.Errorf("results %+v: want good created and %s failed", res, tc.name)
+			}
+			if goodErr != nil {
+				t.Errorf("the good manifest was not applied: %v", goodErr)
+			}
+			if _, err := os.Lstat(filepath.Join(e.root, tc.name)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the bad manifest left a tree: %v", err)
+			}
+			if err := preload.Remove("good", preload.Options{Root: e.root}); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
-	if sys := systemLinks(t); len(sys) != 0 {
-		t.Errorf("links exist after refused manifests: %v", sys)
+	if sys := linksAfterRemove(t); len(sys) != 0 {
+		t.Errorf("links exist after the bad manifests and a remove of the good: %v", sys)
 	}
 }
 
@@ -409,7 +578,7 @@ func TestTracingHooksWhereKernelAllows(t *testing.T) {
 			t.Errorf("%s: staging left after a failed apply: %v", prog, staged)
 		}
 	}
-	if sys := systemLinks(t); len(sys) != 0 {
+	if sys := linksAfterRemove(t); len(sys) != 0 {
 		t.Errorf("links left: %v", sys)
 	}
 }
@@ -467,8 +636,32 @@ func TestMain(m *testing.M) {
 		fmt.Println("apply finished without reaching", step, err)
 		os.Exit(3)
 	}
+	// A fuzz worker runs this binary again while its coordinator holds the
+	// lock; it attaches nothing and needs no tracefs.
+	if slices.ContainsFunc(os.Args, func(a string) bool { return strings.HasPrefix(a, "-test.fuzzworker") }) {
+		os.Exit(m.Run())
+	}
+	if os.Geteuid() == 0 {
+		// Serialise the preload tests of every checkout on this machine:
+		// systemLinks counts links by program name, which a concurrent run
+		// of these tests adds to, and withTracefs unmounts what it mounted.
+		var err error
+		if lockFile, err = os.OpenFile(testLock, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			err = unix.Flock(int(lockFile.Fd()), unix.LOCK_EX)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "lock", testLock, err)
+			os.Exit(1)
+		}
+	}
 	os.Exit(withTracefs(m.Run))
 }
+
+const testLock = "/run/bpfgate-preload-test.lock"
+
+// lockFile holds the lock until the process exits; a global, so that no
+// finalizer closes it earlier.
+var lockFile *os.File
 
 // withTracefs mounts tracefs where the kernel expects it if nothing is
 // there (containers and minimal machines), for the tracepoint tests.

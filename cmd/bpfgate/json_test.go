@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/testutil"
 )
 
@@ -158,12 +159,12 @@ func TestJSONPerObjectFailure(t *testing.T) {
 func TestNonReportingPrintNull(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := testutil.PublicDir(t)
-	r := bpfgate(t, "mount", "-j", dir, "--cmds", "map_create")
+	r := bpfgate(t, "mount", "-j", dir)
 	if r.code != 0 || r.stdout != "null\n" {
 		t.Fatalf("mount -j: %+v", r)
 	}
 	bpffs.Unmount(dir)
-	if r := bpfgate(t, "mount", dir, "--cmds", "map_create"); r.code != 0 || r.stdout != "" {
+	if r := bpfgate(t, "mount", dir); r.code != 0 || r.stdout != "" {
 		t.Fatalf("mount: %+v", r)
 	}
 	bpffs.Unmount(dir)
@@ -174,8 +175,8 @@ func TestNonReportingPrintNull(t *testing.T) {
 func TestTokenShowStickyMode(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := testutil.PublicDir(t)
-	if r := bpfgate(t, "mount", dir, "--cmds", "map_create", "--mode", "1777"); r.code != 0 {
-		t.Fatalf("%+v", r)
+	if err := bpffs.Mount(dir, bpffs.Options{Delegation: hostSet(t, "map_create", "", "", ""), Mode: ptr(uint32(0o1777))}); err != nil {
+		t.Fatal(err)
 	}
 	defer bpffs.Unmount(dir)
 	r := bpfgate(t, "token", "show", "-j", dir)
@@ -198,8 +199,10 @@ func TestTokenShowStickyMode(t *testing.T) {
 func TestTokenShowMatchesBPFToolTokenList(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := testutil.PublicDir(t)
-	if r := bpfgate(t, "mount", dir, "--cmds", "map_create:prog_load", "--maps", "any", "--attachs", "cgroup_inet_ingress"); r.code != 0 {
-		t.Fatalf("%+v", r)
+	// Delegated mounts on the host are the library's to make (the CLI
+	// refuses them: no token can come from one).
+	if err := bpffs.Mount(dir, bpffs.Options{Delegation: hostSet(t, "map_create:prog_load", "any", "", "cgroup_inet_ingress")}); err != nil {
+		t.Fatal(err)
 	}
 	defer bpffs.Unmount(dir)
 	data, err := os.ReadFile("/proc/self/mountinfo")
@@ -247,3 +250,19 @@ func TestNamesSourceOnStderr(t *testing.T) {
 		t.Errorf("%+v", r)
 	}
 }
+
+// hostSet is a delegation of names on the running kernel.
+func hostSet(t *testing.T, cmds, maps, progs, attachs string) delegate.Set {
+	t.Helper()
+	names, err := delegate.KernelNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := names.SetFlags(cmds, maps, progs, attachs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func ptr[T any](v T) *T { return &v }

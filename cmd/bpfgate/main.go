@@ -13,9 +13,19 @@ import (
 )
 
 // exitError carries an exit code without another message.
-type exitError struct{ code int }
+// exitError carries an exit code, and the error to report with it if any
+// (printed as JSON under --json).
+type exitError struct {
+	code int
+	err  error
+}
 
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+func (e exitError) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
 
 type globals struct {
 	json, pretty bool
@@ -36,22 +46,25 @@ func execute(args []string) int {
 		ee exitError
 		re reported
 	)
+	code := 1
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, &ee):
+	case errors.As(err, &ee) && ee.err == nil:
 		return ee.code
+	case errors.As(err, &ee):
+		code, err = ee.code, ee.err
 	case errors.As(err, &re):
 		return 1
 	}
 	if g.jsonOut() || wantsJSON(args) {
 		// As bpftool: the error is the JSON document on stdout.
 		if jerr := writeJSON(os.Stdout, errorJSON{err.Error()}, g.pretty); jerr == nil {
-			return 1
+			return code
 		}
 	}
 	fmt.Fprintln(os.Stderr, "bpfgate:", err)
-	return 1
+	return code
 }
 
 func newRoot(g *globals) *cobra.Command {

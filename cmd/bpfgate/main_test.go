@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/bpfgate/bpfgate/bpffs"
+	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/idpool"
 	"github.com/bpfgate/bpfgate/internal/testutil"
 	"github.com/bpfgate/bpfgate/launch"
@@ -175,15 +178,69 @@ func TestRunPassesStatusAndSignals(t *testing.T) {
 	}
 }
 
-func TestMountAndShowOnHost(t *testing.T) {
+// TestMountOnHost mounts a bpffs here: delegation without --pid is refused
+// (no token can ever come of it), and so is a second mount on the same root.
+func TestMountOnHost(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := testutil.PublicDir(t)
-	r := bpfgate(t, "mount", dir, "--cmds", "map_create", "--maps", "hash", "--mode", "0700", "--uid", "100000")
+	mounts := func() int {
+		t.Helper()
+		ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) { return m.Mountpoint != dir, false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ms)
+	}
+	for _, args := range [][]string{{"--cmds", "map_create"}, {"--profile", "demo"}, {"--maps", "hash", "--uid", "100000"}} {
+		r := bpfgate(t, append([]string{"mount", dir}, args...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "need --pid") || !strings.Contains(r.stderr, "bpfgate run") ||
+			!strings.Contains(r.stderr, "mount --pid") {
+			t.Errorf("mount %v on the host: %+v, want a refusal naming bpfgate run and mount --pid", args, r)
+		}
+		if n := mounts(); n != 0 {
+			t.Fatalf("mount %v: refused, but %d mounts on %s", args, n, dir)
+		}
+	}
+	r := bpfgate(t, "mount", dir, "--mode", "0700", "--uid", "100000")
 	if r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
 	defer bpffs.Unmount(dir)
-	r = bpfgate(t, "token", "show", "--json", dir)
+	for _, path := range []string{dir, dir + "/", dir + "/."} {
+		r = bpfgate(t, "mount", path, "--mode", "0755")
+		if r.code != 1 || !strings.Contains(r.stderr, "already the root of a bpffs mount") || !strings.Contains(r.stderr, "umount "+dir) {
+			t.Errorf("mount %s again: %+v, want a refusal suggesting umount", path, r)
+		}
+	}
+	if n := mounts(); n != 1 {
+		t.Fatalf("%d mounts on %s, want 1", n, dir)
+	}
+	r = bpfgate(t, "check", "--cmds", "bogus")
+	if r.code != 1 || !strings.Contains(r.stderr, `unknown command "bogus"`) {
+		t.Fatalf("bad name: %+v", r)
+	}
+}
+
+// TestShowOnHost shows a delegated bpffs mounted on the host, as a program
+// using the library can still make one: token show reports its options and
+// why no token can be made.
+func TestShowOnHost(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := testutil.PublicDir(t)
+	names, err := delegate.KernelNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := names.SetFlags("map_create", "hash", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode, uid := uint32(0o700), uint32(100000)
+	if err := bpffs.Mount(dir, bpffs.Options{Delegation: set, Mode: &mode, UID: &uid}); err != nil {
+		t.Fatal(err)
+	}
+	defer bpffs.Unmount(dir)
+	r := bpfgate(t, "token", "show", "--json", dir)
 	var views []tokenShowJSON
 	if err := json.Unmarshal([]byte(r.stdout), &views); err != nil || len(views) != 1 {
 		t.Fatalf("%v %+v", err, r)
@@ -195,9 +252,5 @@ func TestMountAndShowOnHost(t *testing.T) {
 	}
 	if v.Token != nil || !strings.Contains(v.TokenError, "initial user namespace") {
 		t.Fatalf("token on the host: %+v", v)
-	}
-	r = bpfgate(t, "mount", dir+"/nope", "--cmds", "bogus")
-	if r.code != 1 || !strings.Contains(r.stderr, `unknown command "bogus"`) {
-		t.Fatalf("bad name: %+v", r)
 	}
 }

@@ -247,7 +247,8 @@ func newPinCmd(g *globals) *cobra.Command {
 		Short: "Pin a map, program or link by kernel id",
 		Example: `  bpfgate pin map 42 /sys/fs/bpf/counts
   bpfgate pin -p link 7 /sys/fs/bpf/app/links/ingress`,
-		Args: cobra.ExactArgs(3),
+		Args:              cobra.ExactArgs(3),
+		ValidArgsFunction: completePin,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind := pins.Kind(args[0])
 			if args[0] == "program" {

@@ -30,6 +30,12 @@ left running, changed ones are replaced in one atomic swap.`,
 	apply := &cobra.Command{
 		Use:   "apply",
 		Short: "Load, attach and pin what the manifests say; leave unchanged objects alone",
+		Long: `Load, attach and pin what the manifests say; leave unchanged objects alone.
+Each object is applied on its own: one that fails (a missing interface, a
+program the kernel refuses) is reported with why, its old version (if any)
+keeps running, and the others are applied. The exit status is 1 if any
+object failed. A manifest that cannot be read at all stops apply before
+anything is loaded.`,
 		Example: `  bpfgate preload apply
   bpfgate preload apply --dir examples/preload`,
 		Args: cobra.NoArgs,
@@ -39,6 +45,9 @@ left running, changed ones are replaced in one atomic swap.`,
 				return err
 			}
 			results, err := preload.Apply(ms, preload.Options{Root: root, Prune: prune})
+			if results == nil && err != nil {
+				return err // nothing was tried: the root itself failed
+			}
 			if g.jsonOut() {
 				return printResults(g, applyOf(results), err)
 			} else {
@@ -50,11 +59,19 @@ left running, changed ones are replaced in one atomic swap.`,
 					if len(r.Kept) > 0 {
 						line += fmt.Sprintf(", kept maps %v", r.Kept)
 					}
-					if r.Why != "" && r.Action == preload.Replaced || r.Action == preload.Removed {
+					switch {
+					case r.Action == preload.Failed:
+						line += ": " + r.Why
+					case r.Why != "" && (r.Action == preload.Replaced || r.Action == preload.Removed):
 						line += " (" + r.Why + ")"
 					}
 					fmt.Println(line)
 				}
+			}
+			// Each failure is in its result, printed above.
+			if failed := countFailed(results); failed > 0 {
+				fmt.Fprintf(os.Stderr, "bpfgate: preload apply: %d of %d objects failed; the others are applied\n", failed, len(results))
+				return exitError{code: 1}
 			}
 			return err
 		},
@@ -87,18 +104,34 @@ left running, changed ones are replaced in one atomic swap.`,
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Compare the manifests with what is pinned",
-		Args:  cobra.NoArgs,
+		Long: `Compare the manifests with the pinned trees below --root, without changing
+anything. The exit status says whether an apply would change something:
+
+  0  every manifest's object is applied as written, and nothing else is pinned
+  1  something differs: an object is changed, not applied, pinned without a
+     manifest, or a killed apply left a staging tree
+  2  status could not tell: a manifest is unreadable, or the root is`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ms, err := read()
 			if err != nil {
-				return err
+				return statusError(err)
 			}
 			states, err := preload.Status(ms, preload.Options{Root: root})
 			if err != nil {
-				return err
+				return statusError(err)
+			}
+			code := 0
+			for _, s := range states {
+				if s.State != preload.StateApplied {
+					code = 1
+				}
 			}
 			if g.jsonOut() {
-				return g.printJSON(statusOf(states))
+				if err := g.printJSON(statusOf(states)); err != nil {
+					return statusError(err)
+				}
+				return exitCode(code)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tORDER\tSTATE\tLINKS\tDETAILS")
@@ -111,14 +144,18 @@ left running, changed ones are replaced in one atomic swap.`,
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", s.Name, s.Order, s.State, links, s.Why)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return statusError(err)
+			}
+			return exitCode(code)
 		},
 	}
 
 	remove := &cobra.Command{
-		Use:   "remove NAME ...",
-		Short: "Unpin an object: its links detach, its maps and programs go",
-		Args:  cobra.MinimumNArgs(1),
+		Use:               "remove NAME ...",
+		Short:             "Unpin an object: its links detach, its maps and programs go",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completePreloadNames(&root),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var done []applyJSON
 			for _, name := range args {
@@ -164,4 +201,27 @@ func printResults(g *globals, rs []applyJSON, err error) error {
 		return reported{err}
 	}
 	return nil
+}
+
+func countFailed(results []preload.Result) int {
+	n := 0
+	for _, r := range results {
+		if r.Action == preload.Failed {
+			n++
+		}
+	}
+	return n
+}
+
+// statusError makes preload status exit 2, which tells "could not tell"
+// from 1, "differs"; execute reports err (as JSON under --json).
+func statusError(err error) error {
+	return exitError{code: 2, err: err}
+}
+
+func exitCode(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return exitError{code: code}
 }

@@ -109,15 +109,15 @@ by themselves. Exit status, signals and standard streams pass through.`,
 			var ee *launch.ExecError
 			if errors.As(err, &ee) {
 				fmt.Fprintf(os.Stderr, "bpfgate: run %s: %v\n", args[0], err)
-				return exitError{ee.Code}
+				return exitError{code: ee.Code}
 			}
 			if err != nil {
 				// Setup failures exit 125, as podman's and runc's do.
 				fmt.Fprintf(os.Stderr, "bpfgate: run %s: %v\n", args[0], err)
-				return exitError{code}
+				return exitError{code: code}
 			}
 			if code != 0 {
-				return exitError{code}
+				return exitError{code: code}
 			}
 			return nil
 		},
