@@ -95,7 +95,7 @@ unshare --mount --propagation private -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/b
 	done
 	inroot bpfgate version
 	json=$(inroot bpfgate version --json)
-	if [ -n "$WANT_COMMIT" ] && ! grep -q "\"commit\": \"$WANT_COMMIT\"" <<<"$json"; then
+	if [ -n "$WANT_COMMIT" ] && ! grep -Eq "\"commit\": ?\"$WANT_COMMIT\"" <<<"$json"; then
 		echo "bpfgate version does not report commit $WANT_COMMIT:" >&2
 		echo "$json" >&2
 		exit 1
