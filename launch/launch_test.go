@@ -296,3 +296,27 @@ func TestFaultsOnlyInTestBuilds(t *testing.T) {
 		t.Fatalf("with %s=fsopen set: code %d, %v", nsexec.EnvFault, code, err)
 	}
 }
+
+// TestHostMountInPrivateDir: a host bpffs in a directory only root can
+// search is out of the workload's reach, and does not stop the sandbox
+// from starting (its covering step cannot see it either).
+func TestHostMountInPrivateDir(t *testing.T) {
+	testutil.RequireRoot(t)
+	private, err := os.MkdirTemp("", "bpfgate-private-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(private)
+	inner := filepath.Join(private, "bpf")
+	if err := os.Mkdir(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", inner, "bpf", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(inner, unix.MNT_DETACH)
+	code, err := launch.Run(launch.Config{Args: []string{"true"}, Delegation: demoSet(t)})
+	if err != nil || code != 0 {
+		t.Fatalf("with a bpffs at %s: code %d, %v", inner, code, err)
+	}
+}

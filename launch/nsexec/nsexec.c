@@ -529,14 +529,17 @@ static void nx_cover_host_mounts(void) {
 			continue;
 		struct stat st;
 		if (lstat(p, &st) < 0) {
-			if (errno == ENOENT)
-				continue; /* below a cover already */
+			/* ENOENT: below a cover already. EACCES: in a directory the
+			 * sandbox's ids cannot search (this process has no capability
+			 * over host files), so the workload cannot reach it either. */
+			if (errno == ENOENT || errno == EACCES)
+				continue;
 			nx_die(BPFGATE_EXIT_SETUP, "stat %s: %s", p, strerror(errno));
 		}
 		int err = S_ISDIR(st.st_mode)
 			      ? mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
 			      : mount("/dev/null", p, NULL, MS_BIND, NULL);
-		if (err < 0 && errno != ENOENT)
+		if (err < 0 && errno != ENOENT && errno != EACCES)
 			nx_die(BPFGATE_EXIT_SETUP, "cover the host's %s mount at %s: %s", type, p + stage, strerror(errno));
 	}
 	fclose(f);
