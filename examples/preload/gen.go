@@ -5,10 +5,11 @@
 //
 //	bpfgate preload apply --dir examples/preload
 //
-// The objects are compiled from C with clang through bpf2go and committed,
-// so building needs no clang. To change them, edit the .bpf.c files and run
-// go generate here (needs clang and libbpf-dev).
+// The objects are compiled from C with clang and committed, so building
+// needs no clang; preload loads them by file, so no Go bindings are made.
+// To change them, edit the .bpf.c files and run go generate here (needs
+// clang, llvm and libbpf-dev).
 package preloadexample
 
-//go:generate go tool bpf2go -tags linux -cflags "-O2 -g -Wall -I/usr/include/x86_64-linux-gnu" Counter counter.bpf.c
-//go:generate go tool bpf2go -tags linux -cflags "-O2 -g -Wall -I/usr/include/x86_64-linux-gnu" Iterators iterators.bpf.c
+//go:generate sh -c "clang -target bpfel -O2 -g -Wall -I/usr/include/x86_64-linux-gnu -c counter.bpf.c -o counter_bpfel.o && llvm-strip -g counter_bpfel.o"
+//go:generate sh -c "clang -target bpfel -O2 -g -Wall -I/usr/include/x86_64-linux-gnu -c iterators.bpf.c -o iterators_bpfel.o && llvm-strip -g iterators_bpfel.o"
