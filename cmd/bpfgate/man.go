@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/cobra/doc"
 )
 
 func newManCmd() *cobra.Command {
@@ -24,25 +24,17 @@ commit time of the build, so that a rebuild makes the same pages.`,
 				return fmt.Errorf("man pages: %w", err)
 			}
 			v := currentVersion()
-			header := &doc.GenManHeader{
-				Section: "1",
-				Source:  "bpfgate " + v.Version,
-				Manual:  "bpfgate manual",
-			}
-			if os.Getenv("SOURCE_DATE_EPOCH") == "" {
-				// Left nil, the date would be today's: use the commit's.
-				if t, ok := v.commitTime(); ok {
-					header.Date = &t
-				} else {
-					now := time.Now()
-					header.Date = &now
+			header := manHeader{Source: "bpfgate " + v.Version, Manual: "bpfgate manual", Date: time.Now()}
+			if epoch := os.Getenv("SOURCE_DATE_EPOCH"); epoch != "" {
+				sec, err := strconv.ParseInt(epoch, 10, 64)
+				if err != nil {
+					return fmt.Errorf("SOURCE_DATE_EPOCH %q: want seconds since 1970", epoch)
 				}
+				header.Date = time.Unix(sec, 0)
+			} else if t, ok := v.commitTime(); ok {
+				header.Date = t // so that a rebuild makes the same pages
 			}
-			root := cmd.Root()
-			// The generator adds a dated "Auto generated" line: the header
-			// date is the only one the pages carry.
-			root.DisableAutoGenTag = true
-			if err := doc.GenManTree(root, header, args[0]); err != nil {
+			if err := writeManTree(cmd.Root(), header, args[0]); err != nil {
 				return fmt.Errorf("man pages: %w", err)
 			}
 			return nil

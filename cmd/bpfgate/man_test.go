@@ -52,7 +52,7 @@ func TestManPages(t *testing.T) {
 			if !strings.Contains(text, "Jan 1970") {
 				t.Errorf("%s: the date is not SOURCE_DATE_EPOCH's", page)
 			}
-			if c.Short != "" && !strings.Contains(text, c.Short) {
+			if c.Short != "" && !strings.Contains(text, roff(c.Short)) {
 				t.Errorf("%s: no summary %q", page, c.Short)
 			}
 			check := func(f *pflag.Flag) {

@@ -31,11 +31,17 @@ func newRunCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- COMMAND [ARG...]",
 		Short: "Run a command unprivileged with delegated BPF rights",
-		Long: `Run COMMAND in a new user and mount namespace, mapped to unprivileged host
-ids (never host root), with a delegated BPF filesystem mounted at /sys/fs/bpf
-inside and CAP_BPF (plus what the profile needs) in its user namespace only.
-Programs built on cilium/ebpf (v0.22+) or libbpf (1.4+) find the token there
-by themselves. Exit status, signals and standard streams pass through.`,
+		Long: `Run COMMAND in a sandbox whose reach equals its delegation: new user, mount,
+network (only lo; --net host shares the host's), cgroup (a cgroup of its own,
+mounted at /sys/fs/cgroup), IPC and PID namespaces, mapped to a block of host
+ids no other workload holds (never host root or an account's), with only
+fds 0-2 (and --preserve-fds), no unix sockets but connected socketpairs
+(--allow-unix-sockets), a delegated BPF filesystem at /sys/fs/bpf and CAP_BPF
+(plus what the delegated types need) in its user namespace only. Programs
+built on cilium/ebpf (v0.22+) or libbpf (1.4+) find the token there by
+themselves. Exit status (126 and 127 as a shell gives them, 125 when the
+sandbox could not be set up), signals and standard streams pass through;
+SIGKILL of bpfgate takes the sandbox with it. See docs/sandbox.md.`,
 		Example: `  # A socket filter workload with the demo profile
   bpfgate run --profile demo -- bpfgate token probe
 
