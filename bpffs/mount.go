@@ -23,6 +23,12 @@ var (
 	ErrNotPermitted = errors.New("setting delegate_* options needs CAP_SYS_ADMIN in the initial user namespace (run as root)")
 )
 
+// Owner says who owns a BPF filesystem's root and its mode; nil fields keep
+// the kernel's defaults (the creator's fsuid and fsgid, mode 1777).
+type Owner struct {
+	UID, GID, Mode *uint32
+}
+
 // Options of a BPF filesystem. Nil fields keep the kernel's defaults: the
 // creating process's fsuid and fsgid, and mode 0777 (plus sticky bit).
 type Options struct {

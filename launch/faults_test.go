@@ -7,11 +7,13 @@
 package launch_test
 
 import (
+	"errors"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 
@@ -85,12 +87,25 @@ func TestHandshakeFaultsLeaveNothing(t *testing.T) {
 			}
 		})
 	}
-	t.Run("host-config", func(t *testing.T) {
+	t.Run("host-timeout", func(t *testing.T) {
+		// The privileged side gives up at once, while the sandbox is
+		// still starting: it must take all of it down.
 		before := snapshot(t)
-		bad := uint32(4242) // not mapped in the workload's user namespace
 		_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
-			UIDMap: faultIDMap, GIDMap: faultIDMap, BPFFS: bpffs.Options{UID: &bad}})
-		if err == nil || !strings.Contains(err.Error(), "step configure") || !strings.Contains(err.Error(), "uid") {
+			UIDMap: faultIDMap, GIDMap: faultIDMap, Timeout: time.Nanosecond})
+		if !errors.Is(err, bpffs.ErrTimeout) {
+			t.Errorf("got %v, want ErrTimeout", err)
+		}
+		if after := snapshot(t); after != before {
+			t.Errorf("left behind: before %+v, after %+v", before, after)
+		}
+	})
+	t.Run("owner-not-mapped", func(t *testing.T) {
+		before := snapshot(t)
+		bad := uint32(70000) // outside the workload's 65536 ids
+		_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
+			UIDMap: faultIDMap, GIDMap: faultIDMap, Owner: bpffs.Owner{UID: &bad}})
+		if err == nil || !strings.Contains(err.Error(), "not mapped") {
 			t.Errorf("bad uid: %v", err)
 		}
 		if after := snapshot(t); after != before {

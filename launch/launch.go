@@ -39,9 +39,9 @@ type Config struct {
 	Dir  string
 
 	Delegation delegate.Set
-	// BPFFS are the bpffs's owner and mode. Its Delegation, if set, must be
-	// Delegation's: the delegation is said once (Start refuses two).
-	BPFFS bpffs.Options
+	// Owner owns the bpffs's root and sets its mode, as ids inside the
+	// workload's user namespace (its root, mode 1777, if nil).
+	Owner bpffs.Owner
 	// Path is where the bpffs is mounted inside; delegate.DefaultPath if empty.
 	Path string
 	// UIDMap and GIDMap map the workload's ids to host ids. If UIDMap is
@@ -158,6 +158,38 @@ func checkIDMap(kind idpool.Kind, m []syscall.SysProcIDMap, allowSystem bool) er
 	return nil
 }
 
+// mountOptions are the bpffs options of a workload: its delegation, and its
+// owner's ids (given as ids inside its user namespace) as host ids, which is
+// how the privileged side, in the initial user namespace, must say them.
+func mountOptions(cfg Config, sb *sandbox) (bpffs.Options, error) {
+	opts := bpffs.Options{Delegation: cfg.Delegation, Mode: cfg.Owner.Mode}
+	for _, o := range []struct {
+		in   *uint32
+		out  **uint32
+		m    []syscall.SysProcIDMap
+		kind string
+	}{{cfg.Owner.UID, &opts.UID, sb.uidMap, "uid"}, {cfg.Owner.GID, &opts.GID, sb.gidMap, "gid"}} {
+		if o.in == nil {
+			continue
+		}
+		host, ok := hostID(o.m, *o.in)
+		if !ok {
+			return opts, fmt.Errorf("the bpffs owner's %s %d is not mapped in the workload's user namespace", o.kind, *o.in)
+		}
+		*o.out = &host
+	}
+	return opts, nil
+}
+
+func hostID(m []syscall.SysProcIDMap, id uint32) (uint32, bool) {
+	for _, e := range m {
+		if int64(id) >= int64(e.ContainerID) && int64(id) < int64(e.ContainerID)+int64(e.Size) {
+			return uint32(int64(e.HostID) + int64(id) - int64(e.ContainerID)), true
+		}
+	}
+	return 0, false
+}
+
 func mapText(m []syscall.SysProcIDMap) string {
 	var b strings.Builder
 	for _, e := range m {
@@ -271,13 +303,6 @@ func Start(cfg Config) (*Workload, error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
-	switch {
-	case cfg.BPFFS.Delegation.IsZero():
-	case cfg.Delegation.IsZero():
-		cfg.Delegation = cfg.BPFFS.Delegation
-	case cfg.BPFFS.Delegation != cfg.Delegation:
-		return nil, ErrTwoDelegations
-	}
 	if !cfg.Delegation.IsZero() {
 		if err := bpffs.CheckTokenSupport(); err != nil {
 			return nil, err
@@ -301,6 +326,11 @@ func Start(cfg Config) (*Workload, error) {
 		return nil, err
 	}
 
+	opts, err := mountOptions(cfg, sb)
+	if err != nil {
+		sb.release()
+		return nil, err
+	}
 	host, child, err := socketPair()
 	if err != nil {
 		sb.release()
@@ -372,8 +402,7 @@ func Start(cfg Config) (*Workload, error) {
 	}
 	w := &Workload{cmd: cmd, life: lifeW, parent: sb.parent, cgname: sb.cgname, lease: sb.lease, uidMap: sb.uidMap}
 
-	opts := cfg.BPFFS
-	opts.Delegation = cfg.Delegation
+
 	ctx := context.Background()
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -396,10 +425,6 @@ func capMask(caps []delegate.Cap) uint64 {
 	}
 	return m
 }
-
-// ErrTwoDelegations means Config.Delegation and Config.BPFFS.Delegation
-// disagree: say the delegation once, in Config.Delegation.
-var ErrTwoDelegations = errors.New("Config.Delegation and Config.BPFFS.Delegation differ: set the delegation once, in Config.Delegation")
 
 // ErrSysAdmin means the workload was to keep CAP_SYS_ADMIN: in its own user
 // namespace that would let it unmount what the sandbox put over the host's

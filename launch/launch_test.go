@@ -268,18 +268,19 @@ func TestMountIntoForeignProcess(t *testing.T) {
 	}
 }
 
-// TestDelegationSaidOnce: a delegation given only in Config.BPFFS is used
-// (it once ran the workload with none), and two that differ are refused.
-func TestDelegationSaidOnce(t *testing.T) {
+// TestOwnerOfTheBPFFS: the workload's bpffs root belongs to whom Config.Owner
+// says, as ids inside its user namespace.
+func TestOwnerOfTheBPFFS(t *testing.T) {
 	testutil.RequireRoot(t)
-	set := demoSet(t)
-	res := runJSON(t, launch.Config{BPFFS: bpffs.Options{Delegation: set}}, "cilium")
-	expect(t, res, map[string]string{"map/hash": "ok", "prog/socket_filter": "ok"})
-	other := set
-	other.Maps = 0
-	_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: set, BPFFS: bpffs.Options{Delegation: other}})
-	if !errors.Is(err, launch.ErrTwoDelegations) {
-		t.Errorf("two delegations: got %v, want ErrTwoDelegations", err)
+	uid, mode := uint32(1000), uint32(0o700)
+	var stdout bytes.Buffer
+	code, err := launch.Run(launch.Config{Args: []string{"stat", "-c", "%u %a", "/sys/fs/bpf"}, Delegation: demoSet(t),
+		Owner: bpffs.Owner{UID: &uid, Mode: &mode}, Stdout: &stdout})
+	if err != nil || code != 0 {
+		t.Fatalf("code %d, %v", code, err)
+	}
+	if got := strings.TrimSpace(stdout.String()); got != "1000 1700" {
+		t.Errorf("bpffs root: %q, want 1000 1700", got)
 	}
 }
 
