@@ -402,7 +402,6 @@ func Start(cfg Config) (*Workload, error) {
 	}
 	w := &Workload{cmd: cmd, life: lifeW, parent: sb.parent, cgname: sb.cgname, lease: sb.lease, uidMap: sb.uidMap}
 
-
 	ctx := context.Background()
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
