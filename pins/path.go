@@ -8,10 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
-
-	"github.com/bpfgate/bpfgate/bpffs"
 )
 
 // Errors a caller can test with errors.Is.
@@ -53,8 +50,9 @@ func (l Location) Dir() string { return filepath.Dir(l.Rel) }
 // Base is the last element of the location.
 func (l Location) Base() string { return filepath.Base(l.Rel) }
 
-// Locate checks path and finds, in mountinfo, the bpffs mount it lies on:
-// of mounts stacked on one path, the top one. It does not require the path
+// Locate checks path and finds the bpffs mount it lies on (of mounts
+// stacked on one path, the top one), with statx: no mountinfo parse. It
+// does not require the path
 // to exist, and opens nothing: every operation of this package then opens
 // the mount's root once and checks it against MountID.
 func Locate(path string) (Location, error) {
@@ -70,15 +68,9 @@ func Locate(path string) (Location, error) {
 	if err != nil {
 		return Location{}, fmt.Errorf("%s: %w", path, err)
 	}
-	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("bpf"))
+	best, id, err := mountRoot(abs)
 	if err != nil {
-		return Location{}, fmt.Errorf("read mountinfo: %w", err)
-	}
-	best, id := "", 0
-	for _, m := range bpffs.Visible(mounts, func(m *mountinfo.Info) string { return m.Mountpoint }) {
-		if within(abs, m.Mountpoint) && len(m.Mountpoint) > len(best) {
-			best, id = m.Mountpoint, m.ID
-		}
+		return Location{}, err
 	}
 	if best == "" {
 		if link := symlinkIn(abs); link != "" {
@@ -93,11 +85,42 @@ func Locate(path string) (Location, error) {
 	return Location{Path: abs, Mount: best, Rel: rel, MountID: id}, nil
 }
 
-func within(path, dir string) bool {
-	if dir == "/" {
-		return true
+// mountRoot finds the root of the mount abs (or, if abs does not exist,
+// its deepest existing ancestor) lies on, and returns it with the mount's
+// id if that mount is a bpffs, or "" if it is not.
+func mountRoot(abs string) (string, int, error) {
+	p := abs
+	var stx unix.Statx_t
+	for {
+		err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) || p == "/" {
+			return "", 0, fmt.Errorf("%s: %w", p, err)
+		}
+		p = filepath.Dir(p)
 	}
-	return path == dir || strings.HasPrefix(path, dir+"/")
+	id := stx.Mnt_id
+	for p != "/" && !(stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0) {
+		up := filepath.Dir(p)
+		var ustx unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, up, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &ustx); err != nil {
+			return "", 0, fmt.Errorf("%s: %w", up, err)
+		}
+		if ustx.Mnt_id != id {
+			break // p is the mount's root
+		}
+		p, stx = up, ustx
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(p, &sfs); err != nil {
+		return "", 0, fmt.Errorf("%s: %w", p, err)
+	}
+	if sfs.Type != unix.BPF_FS_MAGIC {
+		return "", 0, nil
+	}
+	return p, int(id), nil
 }
 
 // resolveFlags confine every lookup to one bpffs mount, with no symlinks.
@@ -105,7 +128,7 @@ const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS |
 	unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
 
 // openMount opens the root of l's mount, once, and checks that the fd is
-// what mountinfo said: the root of a bpffs, of the mount l names. The path
+// what Locate found: the root of a bpffs, of the mount l names. The path
 // is resolved from "/" without following any symlink, so a user who owns a
 // directory above the mount cannot redirect the open to another
 // filesystem; renaming that directory at the wrong moment makes the check
@@ -149,7 +172,7 @@ func checkMount(fd int, l Location) error {
 	}
 	switch {
 	case stx.Mnt_id != uint64(l.MountID):
-		return fmt.Errorf("%s: %w: mount id %d at %s, mountinfo said %d", l.Path, ErrMountChanged, stx.Mnt_id, l.Mount, l.MountID)
+		return fmt.Errorf("%s: %w: mount id %d at %s, it was %d", l.Path, ErrMountChanged, stx.Mnt_id, l.Mount, l.MountID)
 	case stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0:
 		return fmt.Errorf("%s: %w: %s is not the root of its mount", l.Path, ErrMountChanged, l.Mount)
 	case sfs.Type != unix.BPF_FS_MAGIC:
@@ -159,7 +182,7 @@ func checkMount(fd int, l Location) error {
 }
 
 // openRoot finds the bpffs of path and opens its root. A mount that moved
-// between reading mountinfo and the open is looked up again, a few times.
+// between Locate and the open is looked up again, a few times.
 func openRoot(path string) (*Dir, Location, error) {
 	var err error
 	for range 3 {
