@@ -52,8 +52,7 @@ func (l Location) Base() string { return filepath.Base(l.Rel) }
 
 // Locate checks path and finds the bpffs mount it lies on (of mounts
 // stacked on one path, the top one), with statx: no mountinfo parse. It
-// does not require the path
-// to exist, and opens nothing: every operation of this package then opens
+// does not require the path to exist, and opens nothing: every operation of this package then opens
 // the mount's root once and checks it against MountID.
 func Locate(path string) (Location, error) {
 	if path == "" {
