@@ -77,7 +77,7 @@ func (e *StepError) Error() string {
 func (e *StepError) Unwrap() error { return e.Err }
 
 // ServeDelegation is ServeDelegationTo without an expected owner.
-func ServeDelegation(sock int, opts Options) error {
+func ServeDelegation(sock *os.File, opts Options) error {
 	return ServeDelegationTo(sock, opts, nil)
 }
 
@@ -91,13 +91,25 @@ func ServeDelegation(sock int, opts Options) error {
 // that sends anything else gets nothing: the superblock it caused is
 // dropped unmounted. Every wait is bounded by HandshakeTimeout; every fd
 // received is closed before it returns. sock must be SOCK_SEQPACKET.
-func ServeDelegationTo(sock int, opts Options, owner *os.File) error {
+func ServeDelegationTo(sock *os.File, opts Options, owner *os.File) error {
 	return ServeDelegationContext(context.Background(), sock, opts, owner)
 }
 
 // ServeDelegationContext is ServeDelegationTo with every wait bounded by
 // ctx's deadline too.
-func ServeDelegationContext(ctx context.Context, sock int, opts Options, owner *os.File) error {
+func ServeDelegationContext(ctx context.Context, sockFile *os.File, opts Options, owner *os.File) error {
+	sc, err := sockFile.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("handshake socket: %w", err)
+	}
+	var serveErr error
+	if err := sc.Control(func(fd uintptr) { serveErr = serve(ctx, int(fd), opts, owner) }); err != nil {
+		return fmt.Errorf("handshake socket: %w", err)
+	}
+	return serveErr
+}
+
+func serve(ctx context.Context, sock int, opts Options, owner *os.File) error {
 	if owner != nil {
 		own, err := sys.SameFile(owner, "/proc/self/ns/user")
 		if err != nil {

@@ -250,7 +250,9 @@ func TestServeDelegationRefusesHostilePeers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := countFDs(t)
-			err, log := handshakeAgainst(t, func(sock int) error { return bpffs.ServeDelegation(sock, opts) }, tc.send)
+			err, log := handshakeAgainst(t, func(sock int) error {
+				return onFile(t, sock, func(f *os.File) error { return bpffs.ServeDelegation(f, opts) })
+			}, tc.send)
 			refused(t, err, log, tc.want)
 			if after := countFDs(t); after != before {
 				t.Errorf("%d fds open before, %d after", before, after)

@@ -141,7 +141,7 @@ func TestServeDelegationToChecksOwner(t *testing.T) {
 	t.Run("the owner's own context", func(t *testing.T) {
 		host, ns, wait := workloadHalf(t, 4244)
 		defer unix.Close(host)
-		if err := bpffs.ServeDelegationTo(host, opts, ns); err != nil {
+		if err := onFile(t, host, func(f *os.File) error { return bpffs.ServeDelegationTo(f, opts, ns) }); err != nil {
 			t.Fatalf("refused the context of the namespace it was asked to serve: %v", err)
 		}
 		if err := wait(); err != nil {
@@ -153,7 +153,7 @@ func TestServeDelegationToChecksOwner(t *testing.T) {
 		shortHandshake(t)
 		before := countFDs(t)
 		host, _, wait := workloadHalf(t, 4245)
-		err := bpffs.ServeDelegationTo(host, opts, otherUserNS(t))
+		err := onFile(t, host, func(f *os.File) error { return bpffs.ServeDelegationTo(f, opts, otherUserNS(t)) })
 		unix.Close(host)
 		if !errors.Is(err, bpffs.ErrWrongOwner) {
 			t.Errorf("got %v, want ErrWrongOwner", err)
@@ -186,7 +186,7 @@ func TestServeDelegationToChecksOwner(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := countFDs(t)
 			err, log := handshakeAgainst(t, func(sock int) error {
-				return bpffs.ServeDelegationTo(sock, opts, owner)
+				return onFile(t, sock, func(f *os.File) error { return bpffs.ServeDelegationTo(f, opts, owner) })
 			}, sendContext(t, tc.fstype))
 			refused(t, err, log, tc.want)
 			if after := countFDs(t); after != before {

@@ -3,6 +3,7 @@ package bpffs_test
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func TestServeDelegationTimesOut(t *testing.T) {
 	old := bpffs.HandshakeTimeout
 	bpffs.HandshakeTimeout = 50 * time.Millisecond
 	defer func() { bpffs.HandshakeTimeout = old }()
-	err = bpffs.ServeDelegation(fds[0], bpffs.Options{})
+	err = onFile(t, fds[0], func(f *os.File) error { return bpffs.ServeDelegation(f, bpffs.Options{}) })
 	if !errors.Is(err, bpffs.ErrTimeout) {
 		t.Fatalf("got %v, want ErrTimeout", err)
 	}
@@ -42,11 +43,24 @@ func TestServeDelegationContextDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = bpffs.ServeDelegationContext(ctx, fds[0], bpffs.Options{}, nil)
+	err = onFile(t, fds[0], func(f *os.File) error { return bpffs.ServeDelegationContext(ctx, f, bpffs.Options{}, nil) })
 	if !errors.Is(err, bpffs.ErrTimeout) {
 		t.Fatalf("got %v, want ErrTimeout", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("took %v: the context's deadline was not used (HandshakeTimeout is %v)", took, bpffs.HandshakeTimeout)
 	}
+}
+
+// onFile runs fn with an *os.File of its own for fd (a dup, closed when fn
+// returns), as ServeDelegation takes one: the test goes on closing fd itself.
+func onFile(t *testing.T, fd int, fn func(*os.File) error) error {
+	t.Helper()
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(dup), "handshake")
+	defer f.Close()
+	return fn(f)
 }

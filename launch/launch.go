@@ -336,7 +336,7 @@ func Start(cfg Config) (*Workload, error) {
 		sb.release()
 		return nil, err
 	}
-	defer unix.Close(host)
+	defer host.Close()
 	lifeR, lifeW, err := os.Pipe()
 	if err != nil {
 		child.Close()
@@ -411,7 +411,7 @@ func Start(cfg Config) (*Workload, error) {
 	if err := bpffs.ServeDelegationContext(ctx, host, opts, nil); err != nil {
 		return nil, w.abort(err)
 	}
-	if err := waitExec(host, waitLeft(ctx)); err != nil {
+	if err := waitExec(int(host.Fd()), waitLeft(ctx)); err != nil {
 		return nil, w.abort(err)
 	}
 	return w, nil
@@ -504,12 +504,12 @@ func (w *Workload) abort(err error) error {
 	return err
 }
 
-func socketPair() (host int, child *os.File, err error) {
+func socketPair() (host, child *os.File, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return -1, nil, fmt.Errorf("socketpair: %w", err)
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
 	}
-	return fds[0], os.NewFile(uintptr(fds[1]), "bpfgate-handshake"), nil
+	return os.NewFile(uintptr(fds[0]), "bpfgate-handshake-host"), os.NewFile(uintptr(fds[1]), "bpfgate-handshake"), nil
 }
 
 // Pid returns the process id of the workload's supervisor, which runs on

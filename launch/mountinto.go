@@ -83,7 +83,7 @@ func MountIntoDirContext(ctx context.Context, p *Process, dir *os.File, opts bpf
 	if err != nil {
 		return err
 	}
-	defer unix.Close(host)
+	defer host.Close()
 	// The helper dies with this thread (Pdeathsig): keep the thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
