@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -19,10 +20,10 @@ import (
 type Outcome string
 
 const (
-	Works       Outcome = "ok"          // the object was created
-	Denied      Outcome = "denied"      // EPERM: not delegated, or a capability is missing
-	Unsupported Outcome = "unsupported" // the kernel rejected the object itself
-	NotProbed   Outcome = "skipped"     // needs more than a minimal object (an attach target, a struct_ops type)
+	Works       Outcome = "ok"           // the object was created
+	Denied      Outcome = "denied"       // EPERM: not delegated, or a capability is missing
+	Unsupported Outcome = "unsupported"  // the kernel rejected the object itself
+	NotProbed   Outcome = "needs target" // needs what a probe cannot make up: a program to extend, a struct_ops type
 )
 
 // Result is the outcome for one map or program type.
@@ -225,9 +226,25 @@ var license = []byte("GPL\x00")
 const bpfFSleepable = 1 << 4
 
 func (p *prober) tryProg(names *delegate.Names, name string, typ uint32) (string, error) {
+	var target uint32
 	switch name {
-	case "tracing", "lsm", "ext", "struct_ops":
-		return "", fmt.Errorf("%w: needs a BTF attach target", errSkip)
+	case "ext":
+		return "", fmt.Errorf("%w: an ext program replaces a function of another loaded program, named by its fd", errSkip)
+	case "struct_ops":
+		return "", fmt.Errorf("%w: a struct_ops program implements a member of a kernel struct_ops type", errSkip)
+	case "tracing", "lsm":
+		// They attach to a kernel function, named by its BTF id: the
+		// kernel checks the target at load time. A type the token does
+		// not allow is denied before that: no need to read the BTF.
+		if !p.allows(names, delegate.Progs, name) {
+			break
+		}
+		fn := map[string]string{"tracing": "bpf_fentry_test1", "lsm": "bpf_lsm_file_open"}[name]
+		id, err := kernelFuncID(fn)
+		if err != nil {
+			return "", fmt.Errorf("%w: no BTF for %s to attach to: %v", errSkip, fn, err)
+		}
+		target = id
 	}
 	attach := p.attachFor(names, name)
 	var attachVal uint32
@@ -244,6 +261,7 @@ func (p *prober) tryProg(names *delegate.Names, name string, typ uint32) (string
 		Insns:              uint64(uintptr(unsafe.Pointer(&minimalProgram[0]))),
 		License:            uint64(uintptr(unsafe.Pointer(&license[0]))),
 		ExpectedAttachType: attachVal,
+		AttachBtfID:        target,
 	}
 	if name == "syscall" {
 		attr.ProgFlags |= bpfFSleepable
@@ -260,13 +278,8 @@ func (p *prober) tryProg(names *delegate.Names, name string, typ uint32) (string
 	return attach, nil
 }
 
-// attachFor picks the expected attach type for a program type: the first of
-// its usual ones that the token allows, else the usual default.
-func (p *prober) attachFor(names *delegate.Names, prog string) string {
-	cands := delegate.AttachTypesFor(prog)
-	if len(cands) == 0 {
-		return ""
-	}
+// allowedSet is what the token allows, read once; nil without a token.
+func (p *prober) allowedSet() *delegate.Set {
 	if p.allowed == nil && p.tfd >= 0 {
 		if info, err := (&Token{fd: p.tfd}).Info(); err == nil {
 			p.allowed = &info.Allowed
@@ -274,6 +287,28 @@ func (p *prober) attachFor(names *delegate.Names, prog string) string {
 			p.allowed = &delegate.Set{}
 		}
 	}
+	return p.allowed
+}
+
+// allows says whether the token allows type name of kind k; true without a
+// token (root may load anything the kernel takes).
+func (p *prober) allows(names *delegate.Names, k delegate.Kind, name string) bool {
+	a := p.allowedSet()
+	if a == nil {
+		return true
+	}
+	v, ok := names.Lookup(k, name)
+	return ok && a.Has(k, v)
+}
+
+// attachFor picks the expected attach type for a program type: the first of
+// its usual ones that the token allows, else the usual default.
+func (p *prober) attachFor(names *delegate.Names, prog string) string {
+	cands := delegate.AttachTypesFor(prog)
+	if len(cands) == 0 {
+		return ""
+	}
+	p.allowedSet()
 	if p.allowed != nil {
 		for _, c := range cands {
 			if v, ok := names.Lookup(delegate.Attachs, c); ok && p.allowed.Has(delegate.Attachs, v) {
@@ -282,4 +317,25 @@ func (p *prober) attachFor(names *delegate.Names, prog string) string {
 		}
 	}
 	return cands[0]
+}
+
+var (
+	kernelBTFOnce sync.Once
+	kernelBTF     *btf.Spec
+	kernelBTFErr  error
+)
+
+// kernelFuncID is the BTF id of a function of the running kernel. The
+// kernel's BTF is read once, and only when a tracing or lsm type is probed.
+func kernelFuncID(name string) (uint32, error) {
+	kernelBTFOnce.Do(func() { kernelBTF, kernelBTFErr = btf.LoadKernelSpec() })
+	if kernelBTFErr != nil {
+		return 0, kernelBTFErr
+	}
+	var fn *btf.Func
+	if err := kernelBTF.TypeByName(name, &fn); err != nil {
+		return 0, err
+	}
+	id, err := kernelBTF.TypeID(fn)
+	return uint32(id), err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,33 @@ func TestCreateErrors(t *testing.T) {
 	}
 	if _, err := token.Create(dir + "/missing"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing: %v", err)
+	}
+}
+
+// TestProbeTriesTracingAndLSM: tracing and lsm programs are loaded against a
+// real kernel function (their BTF attach target), not skipped; ext and
+// struct_ops, which need a program or a kernel type to extend, say so.
+func TestProbeTriesTracingAndLSM(t *testing.T) {
+	testutil.RequireRoot(t)
+	names, err := delegate.KernelNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := token.Probe(nil, names)
+	got := map[string]token.Result{}
+	for _, res := range r.Progs {
+		got[res.Type] = res
+	}
+	for typ, attach := range map[string]string{"tracing": "trace_fentry", "lsm": "lsm_mac"} {
+		res := got[typ]
+		if res.Outcome == token.NotProbed || res.Attach != attach {
+			t.Errorf("%s: %+v, want a load against a kernel function with attach type %s", typ, res, attach)
+		}
+	}
+	for typ, why := range map[string]string{"ext": "another loaded program", "struct_ops": "struct_ops type"} {
+		res := got[typ]
+		if res.Outcome != token.NotProbed || !strings.Contains(res.Error, why) {
+			t.Errorf("%s: %+v, want %q saying what it needs", typ, res, token.NotProbed)
+		}
 	}
 }

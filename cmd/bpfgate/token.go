@@ -186,7 +186,7 @@ func printProbe(rep token.Report, all bool) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Kind, r.Type, r.Outcome, detail)
 	}
 	tw.Flush()
-	fmt.Printf("%d ok, %d denied, %d unsupported, %d skipped in %.1f ms\n",
+	fmt.Printf("%d ok, %d denied, %d unsupported, %d need a target in %.1f ms\n",
 		counts[token.Works], counts[token.Denied], counts[token.Unsupported], counts[token.NotProbed],
 		float64(rep.Duration.Microseconds())/1000)
 }
