@@ -70,6 +70,9 @@ var builtinProfiles = []Profile{
 			"sockmap:sockhash:devmap:devmap_hash:cpumap:xskmap:sk_storage:reuseport_sockarray",
 		Progs: "socket_filter:sched_cls:sched_act:xdp:cgroup_skb:cgroup_sock:cgroup_sock_addr:sock_ops:" +
 			"sk_skb:sk_msg:flow_dissector:sk_lookup:sk_reuseport:cgroup_sockopt:lwt_in:lwt_out:lwt_xmit",
+		// Without CAP_PERFMON the verifier treats the loader as
+		// unprivileged: no pointer comparisons, no bpf_printk.
+		Caps: []string{"CAP_PERFMON"},
 		Attachs: "cgroup_inet_ingress:cgroup_inet_egress:cgroup_inet_sock_create:cgroup_inet_sock_release:" +
 			"cgroup_sock_ops:sk_skb_stream_parser:sk_skb_stream_verdict:sk_skb_verdict:sk_msg_verdict:" +
 			"cgroup_inet4_bind:cgroup_inet6_bind:cgroup_inet4_connect:cgroup_inet6_connect:" +
@@ -80,11 +83,14 @@ var builtinProfiles = []Profile{
 	},
 	{
 		Name:        "trace",
-		Description: "tracing: kprobes, tracepoints, perf events, fentry/fexit and their maps",
+		Description: "tracing as far as a token allows it: raw tracepoints, tp_btf, iterators, uprobe_multi, fentry/fexit where the kernel allows them (never perf_event_open-based kprobes, tracepoints or perf buffers)",
 		Cmds:        coreCmds + ":link_create:raw_tracepoint_open",
+		// socket_filter with cgroup_inet_ingress: libbpf's feature probes
+		// load one with the token, and skip .rodata and .bss when that
+		// fails. cgroup_array: bcc's tools declare one.
 		Maps: "hash:array:percpu_hash:percpu_array:lru_hash:lru_percpu_hash:perf_event_array:" +
-			"stack_trace:ringbuf:task_storage:queue:stack:bloom_filter:array_of_maps:hash_of_maps",
-		Progs: "kprobe:tracepoint:perf_event:raw_tracepoint:raw_tracepoint_writable:tracing",
+			"stack_trace:ringbuf:task_storage:queue:stack:bloom_filter:array_of_maps:hash_of_maps:cgroup_array",
+		Progs: "socket_filter:kprobe:tracepoint:perf_event:raw_tracepoint:raw_tracepoint_writable:tracing",
 		Attachs: "cgroup_inet_ingress:trace_raw_tp:trace_fentry:trace_fexit:trace_iter:perf_event:" +
 			"trace_kprobe_multi:trace_uprobe_multi:trace_kprobe_session:trace_uprobe_session",
 	},

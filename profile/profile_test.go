@@ -4,10 +4,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/bpfgate/bpfgate/delegate"
+	"golang.org/x/sys/unix"
 )
 
 func TestBuiltinProfilesResolveCleanly(t *testing.T) {
@@ -87,5 +89,41 @@ func TestLoadProfiles(t *testing.T) {
 		} else if !errors.As(err, &ce) {
 			t.Errorf("%q: %T is not a ConfigError", tc.body, err)
 		}
+	}
+}
+
+// TestBuiltinProfilesFitRealTools pins down what real tools were seen to
+// need: libbpf's feature probes load a socket filter (expected attach type
+// cgroup_inet_ingress) with the token, bcc's tools declare a cgroup_array,
+// and without CAP_PERFMON the verifier treats a net loader as unprivileged.
+func TestBuiltinProfilesFitRealTools(t *testing.T) {
+	names := delegate.BuiltinNames()
+	grant := func(name string) Grant {
+		t.Helper()
+		p, err := Find(Builtins(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := p.Grant(names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	has := func(g Grant, k delegate.Kind, name string) bool {
+		v, ok := names.Lookup(k, name)
+		return ok && g.Delegation.Has(k, v)
+	}
+	trace := grant("trace")
+	for _, c := range []struct {
+		k    delegate.Kind
+		name string
+	}{{delegate.Progs, "socket_filter"}, {delegate.Attachs, "cgroup_inet_ingress"}, {delegate.Maps, "cgroup_array"}, {delegate.Maps, "ringbuf"}} {
+		if !has(trace, c.k, c.name) {
+			t.Errorf("trace lacks %s %s", c.k, c.name)
+		}
+	}
+	if !slices.Contains(grant("net").Caps, delegate.Cap(unix.CAP_PERFMON)) {
+		t.Errorf("net does not keep CAP_PERFMON: %v", grant("net").Caps)
 	}
 }
