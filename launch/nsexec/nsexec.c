@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <grp.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
@@ -60,6 +61,12 @@
 #ifndef SYS_open_tree
 #define SYS_open_tree 428
 #endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
 #ifndef SYS_clone3
 #define SYS_clone3 435
 #endif
@@ -79,6 +86,13 @@
 #define P_PIDFD 3
 #endif
 #define NX_FSOPEN_CLOEXEC 1
+#define NX_FSCONFIG_SET_STRING 1
+#define NX_FSCONFIG_CMD_CREATE 6
+#define NX_FSMOUNT_CLOEXEC 1
+#define NX_MOUNT_ATTR_RDONLY 0x1
+#define NX_MOUNT_ATTR_NOSUID 0x2
+#define NX_MOUNT_ATTR_NODEV 0x4
+#define NX_MOUNT_ATTR_NOEXEC 0x8
 #define NX_MOVE_MOUNT_F_EMPTY_PATH 0x4
 #define NX_MOVE_MOUNT_T_EMPTY_PATH 0x40
 #define NX_OPEN_TREE_CLONE 1
@@ -474,37 +488,129 @@ static void nx_unescape(char *p) {
 	*w = 0;
 }
 
+/* nx_walk opens path (absolute) one component at a time, never following
+ * a symlink, so that neither PATH_MAX nor a symlink put in its way matters.
+ * Returns an O_PATH fd, or -1 with errno set. */
+static int nx_walk(const char *path) {
+	int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	const char *p = path;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		char name[NAME_MAX + 1];
+		if (n > NAME_MAX) {
+			close(fd);
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(name, p, n);
+		name[n] = 0;
+		int next = openat(fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		int err = errno;
+		close(fd);
+		if (next < 0) {
+			errno = err;
+			return -1;
+		}
+		fd = next;
+		p += n;
+	}
+	return fd;
+}
+
+/* nx_cover puts an empty read-only tmpfs over the directory at fd, or
+ * /dev/null over the file, with the new mount API: no path involved. */
+static int nx_cover(int fd) {
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -1;
+	int mfd;
+	if (S_ISDIR(st.st_mode)) {
+		int fs = syscall(SYS_fsopen, "tmpfs", NX_FSOPEN_CLOEXEC);
+		if (fs < 0)
+			return -1;
+		if (syscall(SYS_fsconfig, fs, NX_FSCONFIG_SET_STRING, "size", "4k", 0) < 0 ||
+		    syscall(SYS_fsconfig, fs, NX_FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
+		    syscall(SYS_fsconfig, fs, NX_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+			close(fs);
+			return -1;
+		}
+		mfd = syscall(SYS_fsmount, fs, NX_FSMOUNT_CLOEXEC, NX_MOUNT_ATTR_RDONLY | NX_MOUNT_ATTR_NOSUID | NX_MOUNT_ATTR_NODEV | NX_MOUNT_ATTR_NOEXEC);
+		close(fs);
+	} else {
+		mfd = syscall(SYS_open_tree, AT_FDCWD, "/dev/null", NX_OPEN_TREE_CLONE | NX_OPEN_TREE_CLOEXEC);
+	}
+	if (mfd < 0)
+		return -1;
+	int r = syscall(SYS_move_mount, mfd, "", fd, "", NX_MOVE_MOUNT_F_EMPTY_PATH | NX_MOVE_MOUNT_T_EMPTY_PATH);
+	int err = errno;
+	close(mfd);
+	errno = err;
+	return r;
+}
+
 /*
  * nx_cover_host_mounts hides what the host has mounted below the directories
- * the new root shows and a workload could use to reach past its namespaces:
- * other BPF filesystems (pins there outlive the sandbox and can be opened
- * from outside), cgroup hierarchies (cgroup programs attach to any cgroup
- * directory one can open), namespace files (sk_lookup and flow_dissector
- * links attach to any network namespace one can open), and other procfs and
- * sysfs views. The host's mounts are locked in this mount namespace, so they
- * are covered: an empty read-only tmpfs over a directory, /dev/null over a
- * file. The workload has no CAP_SYS_ADMIN, so it cannot take a cover off.
+ * the sandbox's new root shows and a workload could use to reach past its
+ * namespaces: other BPF filesystems (pins there outlive the sandbox and can
+ * be opened from outside), cgroup hierarchies (cgroup programs attach to any
+ * cgroup directory one can open), namespace files (sk_lookup and
+ * flow_dissector links attach to any network namespace one can open), and
+ * other procfs and sysfs views. The host's mounts are locked in the
+ * sandbox's mount namespace, so they are covered.
+ *
+ * It runs in a helper of the supervisor that joined the sandbox's mount
+ * namespace as host root: permissions hide nothing from it (a mount below a
+ * directory the workload cannot search today may become searchable
+ * tomorrow). Lines and paths may be of any length; a mount point that moves
+ * while this runs fails the start rather than go uncovered. The workload
+ * has no CAP_SYS_ADMIN, so it cannot take a cover off.
  */
-static void nx_cover_host_mounts(void) {
+struct nx_mnt {
+	int id, parent;
+	char *point; /* unescaped */
+	int covered_type;
+};
+
+static int nx_cover_host_mounts(void) {
 	static const char *const covered[] = {"bpf", "cgroup", "cgroup2", "nsfs", "proc", "sysfs", NULL};
 	static const char *const own[] = {NX_STAGE "/proc", NX_STAGE "/sys", NULL};
+	/* The new root is the tmpfs on NX_STAGE: what is mounted below it is
+	 * what the workload will see. Mounts of the host's own NX_STAGE lie
+	 * under the same path but below that tmpfs, out of reach: mount ids
+	 * and parents tell them apart, paths cannot. */
+	struct statx stx;
+	if (statx(AT_FDCWD, NX_STAGE, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) < 0) {
+		nx_report("statx %s: %s", NX_STAGE, strerror(errno));
+		return -1;
+	}
+	int stage_id = (int)stx.stx_mnt_id;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
-		nx_die(BPFGATE_EXIT_SETUP, "read mountinfo: %s", strerror(errno));
-	static char line[8192];
-	while (fgets(line, sizeof(line), f)) {
+	if (!f) {
+		nx_report("read mountinfo: %s", strerror(errno));
+		return -1;
+	}
+	struct nx_mnt *m = NULL;
+	size_t n = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	int ret = 0;
+	while (getline(&line, &cap, f) > 0) {
+		int id, parent;
+		char point[1];
+		(void)point;
+		if (sscanf(line, "%d %d", &id, &parent) != 2)
+			continue;
 		char *sep = strstr(line, " - ");
-		if (!sep)
-			continue;
-		char type[64];
-		if (sscanf(sep + 3, "%63s", type) != 1)
-			continue;
-		int hit = 0;
-		for (const char *const *c = covered; *c; c++)
-			hit |= strcmp(type, *c) == 0;
-		if (!hit)
-			continue;
-		/* field 5 is the mount point */
+		char type[64] = "";
+		if (sep)
+			sscanf(sep + 3, "%63s", type);
 		char *p = line;
 		for (int i = 0; i < 4 && p; i++) {
 			p = strchr(p, ' ');
@@ -517,32 +623,118 @@ static void nx_cover_host_mounts(void) {
 		if (end)
 			*end = 0;
 		nx_unescape(p);
-		size_t stage = strlen(NX_STAGE);
-		if (strncmp(p, NX_STAGE "/", stage + 1) != 0)
-			continue; /* not in the new root */
+		struct nx_mnt *grown = realloc(m, (n + 1) * sizeof(*m));
+		if (!grown) {
+			ret = -1;
+			break;
+		}
+		m = grown;
+		m[n].id = id;
+		m[n].parent = parent;
+		m[n].point = strdup(p);
+		m[n].covered_type = 0;
+		for (const char *const *c = covered; *c; c++)
+			m[n].covered_type |= strcmp(type, *c) == 0;
+		n++;
+	}
+	free(line);
+	fclose(f);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		if (!m[i].covered_type)
+			continue;
+		/* In the new root: its chain of parents reaches the stage. */
+		int inside = 0, cur = m[i].parent;
+		for (size_t hops = 0; hops < n && cur && !inside; hops++) {
+			if (cur == stage_id) {
+				inside = 1;
+				break;
+			}
+			int next = 0;
+			for (size_t j = 0; j < n; j++)
+				if (m[j].id == cur && m[j].parent != cur)
+					next = m[j].parent;
+			cur = next;
+		}
+		if (!inside)
+			continue;
 		int mine = 0;
 		for (const char *const *o = own; *o; o++) {
-			size_t n = strlen(*o);
-			mine |= strncmp(p, *o, n) == 0 && (p[n] == 0 || p[n] == '/');
+			size_t len = strlen(*o);
+			mine |= strncmp(m[i].point, *o, len) == 0 && (m[i].point[len] == 0 || m[i].point[len] == '/');
 		}
 		if (mine)
 			continue;
-		struct stat st;
-		if (lstat(p, &st) < 0) {
-			/* ENOENT: below a cover already. EACCES: in a directory the
-			 * sandbox's ids cannot search (this process has no capability
-			 * over host files), so the workload cannot reach it either. */
-			if (errno == ENOENT || errno == EACCES)
-				continue;
-			nx_die(BPFGATE_EXIT_SETUP, "stat %s: %s", p, strerror(errno));
+		/* Out of reach: a mount below which another one, later on the
+		 * same parent, sits on a directory on its way (the host mounted
+		 * something over a directory that already held mounts). */
+		int shadowed = 0;
+		const char *below_point = m[i].point;
+		for (int a = m[i].parent; a && a != stage_id && !shadowed;) {
+			size_t bl = strlen(below_point);
+			for (size_t j = 0; j < n && !shadowed; j++) {
+				size_t xl = strlen(m[j].point);
+				shadowed = m[j].parent == a && xl < bl && strncmp(m[j].point, below_point, xl) == 0 &&
+					   (below_point[xl] == '/' || (xl == 1 && m[j].point[0] == '/'));
+			}
+			int next = 0;
+			for (size_t j = 0; j < n; j++)
+				if (m[j].id == a) {
+					below_point = m[j].point;
+					next = m[j].parent == a ? 0 : m[j].parent;
+				}
+			a = next;
 		}
-		int err = S_ISDIR(st.st_mode)
-			      ? mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
-			      : mount("/dev/null", p, NULL, MS_BIND, NULL);
-		if (err < 0 && errno != ENOENT && errno != EACCES)
-			nx_die(BPFGATE_EXIT_SETUP, "cover the host's %s mount at %s: %s", type, p + stage, strerror(errno));
+		if (shadowed)
+			continue;
+		int fd = nx_walk(m[i].point);
+		struct statx at;
+		int err = 0;
+		if (fd < 0)
+			err = errno;
+		else if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &at) < 0)
+			err = errno;
+		else if ((int)at.stx_mnt_id != m[i].id) {
+			/* Something else is on top, or the path led elsewhere:
+			 * only a mount stacked right on this one will do. */
+			int stacked = 0;
+			for (size_t j = 0; j < n; j++)
+				stacked |= m[j].id == (int)at.stx_mnt_id && m[j].parent == m[i].id && strcmp(m[j].point, m[i].point) == 0;
+			if (!stacked)
+				err = EXDEV;
+		}
+		if (!err && nx_cover(fd) < 0)
+			err = errno;
+		if (fd >= 0)
+			close(fd);
+		if (err) {
+			nx_report("cover the host's mount %d at %s (it may have moved while the sandbox was built; try again): %s",
+				  m[i].id, m[i].point + strlen(NX_STAGE), strerror(err));
+			ret = -1;
+		}
 	}
-	fclose(f);
+	for (size_t i = 0; i < n; i++)
+		free(m[i].point);
+	free(m);
+	return ret;
+}
+
+/* The sandbox's init asks its supervisor to cover the host's mounts (see
+ * nx_cover_host_mounts) and waits for the answer. */
+static int nx_ask_wr = -1, nx_reply_rd = -1;
+
+static void nx_ask_covers(void) {
+	char b = 'c';
+	if (write(nx_ask_wr, &b, 1) != 1)
+		_exit(BPFGATE_EXIT_SETUP);
+	ssize_t r;
+	do
+		r = read(nx_reply_rd, &b, 1);
+	while (r < 0 && errno == EINTR);
+	if (r != 1 || b != 'k')
+		_exit(BPFGATE_EXIT_SETUP); /* the supervisor has reported why */
+	close(nx_ask_wr);
+	close(nx_reply_rd);
+	nx_ask_wr = nx_reply_rd = -1;
 }
 
 /*
@@ -576,7 +768,7 @@ static void nx_build_root(int own_net) {
 		nx_mkdir(NX_STAGE "/sys/fs/bpf");
 	}
 	nx_mount("cgroup2", NX_STAGE "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	nx_cover_host_mounts();
+	nx_ask_covers();
 
 	if (chdir(NX_STAGE) < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "chdir %s: %s", NX_STAGE, strerror(errno));
@@ -604,7 +796,7 @@ static void nx_lo_up(void) {
 }
 
 /* nx_init is pid 1 of the sandbox. */
-static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char *target, unsigned long long keep, int allow_unix) {
+static void nx_init(char **argv, int nfds, int sync_rd, int ask_wr, int own_net, const char *target, unsigned long long keep, int allow_unix) {
 	char b;
 	ssize_t r;
 	do
@@ -623,7 +815,8 @@ static void nx_init(char **argv, int nfds, int sync_rd, int own_net, const char 
 	struct pollfd pfd = {.fd = sync_rd, .events = POLLIN};
 	if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLIN)))
 		_exit(BPFGATE_EXIT_SETUP);
-	close(sync_rd);
+	nx_reply_rd = sync_rd;
+	nx_ask_wr = ask_wr;
 
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "cgroup namespace: %s", strerror(errno));
@@ -738,6 +931,41 @@ static int nx_cgroup_remove(int cgfd, int parentfd, const char *name) {
 	}
 }
 
+/* nx_serve_covers waits for the sandbox to ask for its covers (or to end),
+ * and makes them from a helper that joins its mount namespace as host root. */
+static int nx_serve_covers(int askfd, int pidfd) {
+	struct pollfd pfds[2] = {{.fd = askfd, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+	for (;;) {
+		int n = poll(pfds, 2, NX_CLEANUP_MS * 2);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			nx_report("the sandbox did not get its root ready in time");
+			return -1;
+		}
+		break;
+	}
+	char b;
+	if (!(pfds[0].revents & POLLIN) || read(askfd, &b, 1) != 1)
+		return -1; /* it ended: its exit status tells */
+	pid_t helper = fork();
+	if (helper < 0) {
+		nx_report("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (helper == 0) {
+		if (setns(pidfd, CLONE_NEWNS) < 0) {
+			nx_report("join the sandbox's mount namespace: %s", strerror(errno));
+			_exit(BPFGATE_EXIT_SETUP);
+		}
+		_exit(nx_cover_host_mounts() < 0 ? BPFGATE_EXIT_SETUP : 0);
+	}
+	int status;
+	while (waitpid(helper, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
 static void nx_supervise(char **argv) {
 	const char *nfds_s = getenv(BPFGATE_ENV_NFDS);
 	const char *uidmap = getenv(BPFGATE_ENV_UIDMAP);
@@ -791,8 +1019,8 @@ static void nx_supervise(char **argv) {
 	nx_forward_set(&fwd);
 	sigprocmask(SIG_BLOCK, &fwd, NULL);
 	int sigfd = signalfd(-1, &fwd, SFD_CLOEXEC);
-	int sync[2];
-	if (sigfd < 0 || pipe2(sync, O_CLOEXEC) < 0)
+	int sync[2], ask[2];
+	if (sigfd < 0 || pipe2(sync, O_CLOEXEC) < 0 || pipe2(ask, O_CLOEXEC) < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "supervisor setup: %s", strerror(errno));
 
 	/* The supervisor makes the workload's cgroup itself, so that from its
@@ -826,16 +1054,18 @@ static void nx_supervise(char **argv) {
 	}
 	if (pid == 0) {
 		close(sync[1]);
+		close(ask[0]);
 		close(sigfd);
 		close(lifefd);
 		close(cgfd);
 		close(cgparent);
 		close(base + BPFGATE_SANDBOX_LEASE);
 		sigprocmask(SIG_UNBLOCK, &fwd, NULL);
-		nx_init(argv + 1, nfds, sync[0], own_net, tgt, keep, allow_unix);
+		nx_init(argv + 1, nfds, sync[0], ask[1], own_net, tgt, keep, allow_unix);
 		_exit(BPFGATE_EXIT_SETUP);
 	}
 	close(sync[0]);
+	close(ask[1]);
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%ld/setgroups", pid);
 	int err = nx_write_file(path, "deny");
@@ -849,6 +1079,11 @@ static void nx_supervise(char **argv) {
 		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 	else
 		(void)write(sync[1], "1", 1);
+	if (!err && nx_serve_covers(ask[0], pidfd) < 0)
+		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	else if (!err)
+		(void)write(sync[1], "k", 1);
+	close(ask[0]);
 	/* The sandbox holds the handshake socket now; the host side sees EOF
 	 * when the workload executes (or when everything died). */
 	close(nx_sock);
