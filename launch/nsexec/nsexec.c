@@ -578,7 +578,25 @@ struct nx_mnt {
 	int covered_type;
 };
 
+static int nx_cover_pass(int last);
+
+/* A user who owns a directory above a host mount can move it while the
+ * covers are made: a pass that met a moved mount is done again (each pass
+ * reads the mount table anew), and only a mount that keeps moving fails
+ * the start. */
 static int nx_cover_host_mounts(void) {
+	for (int pass = 0; pass < 100; pass++) {
+		int r = nx_cover_pass(pass == 99);
+		if (r <= 0)
+			return r;
+		usleep(1000);
+	}
+	return -1;
+}
+
+/* nx_cover_pass returns 0 when every mount is covered, 1 when one moved
+ * (and last is not set), -1 on an error it has reported. */
+static int nx_cover_pass(int last) {
 	static const char *const covered[] = {"bpf", "cgroup", "cgroup2", "nsfs", "proc", "sysfs", NULL};
 	static const char *const own[] = {NX_STAGE "/proc", NX_STAGE "/sys", NULL};
 	/* The new root is the tmpfs on NX_STAGE: what is mounted below it is
@@ -694,20 +712,29 @@ static int nx_cover_host_mounts(void) {
 		else if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &at) < 0)
 			err = errno;
 		else if ((int)at.stx_mnt_id != m[i].id) {
-			/* Something else is on top, or the path led elsewhere:
-			 * only a mount stacked right on this one will do. */
+			/* Something is on top (a cover of an earlier pass, say),
+			 * which hides this one; or the path led elsewhere. */
 			int stacked = 0;
 			for (size_t j = 0; j < n; j++)
 				stacked |= m[j].id == (int)at.stx_mnt_id && m[j].parent == m[i].id && strcmp(m[j].point, m[i].point) == 0;
-			if (!stacked)
-				err = EXDEV;
+			if (stacked) {
+				close(fd);
+				continue;
+			}
+			err = EXDEV;
 		}
 		if (!err && nx_cover(fd) < 0)
 			err = errno;
 		if (fd >= 0)
 			close(fd);
+		if (err == ENOENT || err == ENOTDIR || err == ELOOP || err == EXDEV) {
+			if (!last) {
+				ret = 1; /* it moved: the next pass reads the table anew */
+				break;
+			}
+		}
 		if (err) {
-			nx_report("cover the host's mount %d at %s (it may have moved while the sandbox was built; try again): %s",
+			nx_report("cover the host's mount %d at %s (it kept moving while the sandbox was built): %s",
 				  m[i].id, m[i].point + strlen(NX_STAGE), strerror(err));
 			ret = -1;
 		}
