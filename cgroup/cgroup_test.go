@@ -75,22 +75,6 @@ func startIn(t *testing.T, g *Group, env []string, name string, args ...string) 
 	return cmd
 }
 
-// cgroupOf is the cgroup2 path of pid, relative to the hierarchy's root.
-func cgroupOf(t *testing.T, pid int) string {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			return p
-		}
-	}
-	t.Fatalf("/proc/%d/cgroup has no cgroup2 line: %q", pid, data)
-	return ""
-}
-
 // pidfds opens a pidfd for every process in g and below.
 func pidfds(t *testing.T, g *Group) []int {
 	t.Helper()
@@ -169,7 +153,7 @@ func TestCreateRunRemove(t *testing.T) {
 		t.Errorf("new group: Populated() = %v, %v", p, err)
 	}
 	cmd := startIn(t, g, nil, "sleep", "100")
-	if got, want := cgroupOf(t, cmd.Process.Pid), "/"+parent+"/w"; got != want {
+	if got, want := testutil.CgroupOf(t, strconv.Itoa(cmd.Process.Pid)), "/"+parent+"/w"; got != want {
 		t.Errorf("process is in %s, want %s", got, want)
 	}
 	if p, err := g.Populated(); err != nil || !p {

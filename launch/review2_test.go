@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -125,40 +124,9 @@ func review2Start(t *testing.T, kind string, env ...string) *running {
 	t.Helper()
 	set := demoSet(t)
 	cfg := launch.Config{Delegation: set, Caps: delegate.CapsFor(names(t), set)}
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &running{name: kind, in: inW, out: json.NewDecoder(outR), done: make(chan struct{})}
 	cfg.Args = []string{"/proc/self/exe", "-test.run=^TestReview2PoCWorkload$"}
 	cfg.Env = append(append(os.Environ(), review2Env+"="+kind), env...)
-	cfg.Stdin, cfg.Stdout, cfg.Stderr = inR, outW, &r.stderr
-	w, err := launch.Start(cfg)
-	inR.Close()
-	outW.Close()
-	if err != nil {
-		inW.Close()
-		outR.Close()
-		t.Fatalf("start workload %s: %v", kind, err)
-	}
-	go func() {
-		r.code, r.err = w.Wait()
-		close(r.done)
-	}()
-	t.Cleanup(func() {
-		inW.Close()
-		select {
-		case <-r.done:
-		case <-time.After(20 * time.Second):
-			t.Errorf("workload %s still runs 20s after its stdin was closed", kind)
-		}
-		outR.Close()
-	})
-	return r
+	return startRunning(t, kind, cfg)
 }
 
 // TestReview2CoverSkipsUnsearchableDir: nx_cover_host_mounts skips a host

@@ -66,6 +66,15 @@ type running struct {
 // startWorkload starts the test binary as workload kind.
 func startWorkload(t *testing.T, name string, cfg launch.Config, kind string, env ...string) *running {
 	t.Helper()
+	cfg.Args = []string{"/proc/self/exe"}
+	cfg.Env = append(append(os.Environ(), workloadEnv+"="+kind), env...)
+	return startRunning(t, name, cfg)
+}
+
+// startRunning starts cfg's command with pipes on its stdin and stdout; the
+// test reads its reports and ends it by closing its stdin.
+func startRunning(t *testing.T, name string, cfg launch.Config) *running {
+	t.Helper()
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +84,6 @@ func startWorkload(t *testing.T, name string, cfg launch.Config, kind string, en
 		t.Fatal(err)
 	}
 	r := &running{name: name, in: inW, out: json.NewDecoder(outR), done: make(chan struct{})}
-	cfg.Args = []string{"/proc/self/exe"}
-	cfg.Env = append(append(os.Environ(), workloadEnv+"="+kind), env...)
 	cfg.Stdin, cfg.Stdout, cfg.Stderr = inR, outW, &r.stderr
 	w, err := launch.Start(cfg)
 	inR.Close()
@@ -189,29 +196,13 @@ func hostCgroup2(t *testing.T) (string, [2]uint64) {
 	return "", [2]uint64{}
 }
 
-// unifiedCgroup returns the cgroup2 path in /proc/PID/cgroup ("0::PATH").
-func unifiedCgroup(t *testing.T, pid string) string {
-	t.Helper()
-	data, err := os.ReadFile("/proc/" + pid + "/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			return p
-		}
-	}
-	t.Fatalf("/proc/%s/cgroup has no cgroup2 line: %q", pid, data)
-	return ""
-}
-
 // ownCgroup returns the root of pid's cgroup namespace, relative to the
 // host's cgroup2 root: where the cgroup2 mount on its /sys/fs/cgroup is
 // rooted (mountinfo shows it relative to the reader's cgroup namespace).
 // Without such a mount, its cgroup from /proc/PID/cgroup.
 func ownCgroup(t *testing.T, pid int) string {
 	t.Helper()
-	cg := unifiedCgroup(t, strconv.Itoa(pid))
+	cg := testutil.CgroupOf(t, strconv.Itoa(pid))
 	ms, err := mountinfo.PidMountInfo(pid)
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +383,7 @@ func TestSandboxCgroup(t *testing.T) {
 	// The workload's own cgroup, seen from the host before the attack: the
 	// root of its cgroup namespace, which its /sys/fs/cgroup shows.
 	own := ownCgroup(t, pid)
-	mine := unifiedCgroup(t, "self")
+	mine := testutil.CgroupOf(t, "self")
 	ownDir := filepath.Join(hostRoot, own)
 	var subtree map[[2]uint64]string
 	if own == mine || own == "/" {

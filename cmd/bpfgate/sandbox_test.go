@@ -358,7 +358,7 @@ func TestRunSIGKILLLeavesNothing(t *testing.T) {
 	}
 	// Its cgroup, and the root of its cgroup namespace (where the cgroup2
 	// mount on its /sys/fs/cgroup is rooted): both must go with it.
-	cgroup := cgroupOf(t, strconv.Itoa(sleepPid))
+	cgroup := testutil.CgroupOf(t, strconv.Itoa(sleepPid))
 	cgroups := []string{cgroup}
 	for _, m := range mounts {
 		if m.FSType == "cgroup2" && m.Mountpoint == "/sys/fs/cgroup" && m.Root != cgroup {
@@ -366,7 +366,7 @@ func TestRunSIGKILLLeavesNothing(t *testing.T) {
 		}
 	}
 	var cgroupDirs []string
-	mine := cgroupOf(t, "self")
+	mine := testutil.CgroupOf(t, "self")
 	for _, cg := range cgroups {
 		if cg == mine || cg == "/" {
 			t.Errorf("the workload runs in cgroup %s, the cgroup of the process that started it (%s): it has no cgroup of its own", cg, mine)
@@ -449,22 +449,6 @@ func leftoverProcs(marker string, uidStart, uidEnd, nsUser, nsMnt uint64) []stri
 		}
 	}
 	return out
-}
-
-// cgroupOf returns the cgroup2 path in /proc/PID/cgroup ("0::PATH").
-func cgroupOf(t *testing.T, pid string) string {
-	t.Helper()
-	data, err := os.ReadFile("/proc/" + pid + "/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			return p
-		}
-	}
-	t.Fatalf("/proc/%s/cgroup has no cgroup2 line: %q", pid, data)
-	return ""
 }
 
 // hostCgroup2Root returns where the root of the host's cgroup2 hierarchy is
