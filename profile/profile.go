@@ -82,16 +82,21 @@ var builtinProfiles = []Profile{
 			"netkit_primary:netkit_peer:sk_reuseport_select:sk_reuseport_select_or_migrate",
 	},
 	{
-		Name:        "trace",
-		Description: "tracing as far as a token allows it: raw tracepoints, tp_btf, iterators, uprobe_multi, fentry/fexit where the kernel allows them (never perf_event_open-based kprobes, tracepoints or perf buffers)",
-		Cmds:        coreCmds + ":link_create:raw_tracepoint_open",
+		Name: "trace",
+		Description: "tracing as far as a token allows it: raw tracepoints, tp_btf, iterators, uprobe_multi, fentry/fexit where the kernel allows them, ringbuf " +
+			"(never perf_event_open-based kprobes, tracepoints, uprobes or perf buffers: see docs/profiles.md)",
+		Cmds: coreCmds + ":link_create:raw_tracepoint_open",
 		// socket_filter with cgroup_inet_ingress: libbpf's feature probes
 		// load one with the token, and skip .rodata and .bss when that
-		// fails. cgroup_array: bcc's tools declare one.
+		// fails. tracepoint: its probe for bpf_probe_read_kernel loads
+		// one (attaching one needs perf_event_open, which no token
+		// reaches). kprobe: uprobe_multi and kprobe_multi programs are of
+		// that type. cgroup_array: bcc's tools declare one. No perf_event
+		// programs: they attach only to a perf event.
 		Maps: "hash:array:percpu_hash:percpu_array:lru_hash:lru_percpu_hash:perf_event_array:" +
 			"stack_trace:ringbuf:task_storage:queue:stack:bloom_filter:array_of_maps:hash_of_maps:cgroup_array",
-		Progs: "socket_filter:kprobe:tracepoint:perf_event:raw_tracepoint:raw_tracepoint_writable:tracing",
-		Attachs: "cgroup_inet_ingress:trace_raw_tp:trace_fentry:trace_fexit:trace_iter:perf_event:" +
+		Progs: "socket_filter:kprobe:tracepoint:raw_tracepoint:raw_tracepoint_writable:tracing",
+		Attachs: "cgroup_inet_ingress:trace_raw_tp:trace_fentry:trace_fexit:trace_iter:" +
 			"trace_kprobe_multi:trace_uprobe_multi:trace_kprobe_session:trace_uprobe_session",
 	},
 }

@@ -118,10 +118,17 @@ func TestBuiltinProfilesFitRealTools(t *testing.T) {
 	for _, c := range []struct {
 		k    delegate.Kind
 		name string
-	}{{delegate.Progs, "socket_filter"}, {delegate.Attachs, "cgroup_inet_ingress"}, {delegate.Maps, "cgroup_array"}, {delegate.Maps, "ringbuf"}} {
+	}{{delegate.Progs, "socket_filter"}, {delegate.Attachs, "cgroup_inet_ingress"}, {delegate.Maps, "cgroup_array"}, {delegate.Maps, "ringbuf"},
+		{delegate.Progs, "tracepoint"}, {delegate.Progs, "raw_tracepoint"}, {delegate.Progs, "tracing"},
+		{delegate.Attachs, "trace_raw_tp"}} {
 		if !has(trace, c.k, c.name) {
 			t.Errorf("trace lacks %s %s", c.k, c.name)
 		}
+	}
+	// perf_event programs attach only to a perf event, which no token
+	// reaches (perf_event_open checks the initial namespace).
+	if has(trace, delegate.Progs, "perf_event") || has(trace, delegate.Attachs, "perf_event") {
+		t.Error("trace delegates perf_event programs, which can never attach under a token")
 	}
 	if !slices.Contains(grant("net").Caps, delegate.Cap(unix.CAP_PERFMON)) {
 		t.Errorf("net does not keep CAP_PERFMON: %v", grant("net").Caps)

@@ -21,6 +21,19 @@ if ! command -v dpkg-query >/dev/null; then
 	exit 0
 fi
 
+# The real third-party eBPF tools the profile tests run (Debian trixie's
+# libbpf-tools, bpftool, bpftrace, xdp-tools) live in a cached debootstrap
+# root (scripts/tools-rootfs.sh): built as root, quick once cached. Without
+# it those tests skip, and under CI=true fail.
+tools_root() {
+	[ "$(id -u)" -eq 0 ] || return 0
+	if ! "$(dirname "$0")/tools-rootfs.sh" >/dev/null; then
+		echo "deps: could not build the tools root (scripts/tools-rootfs.sh); the tests that run real tools skip"
+		[ "${CI:-}" = true ] && exit 1
+	fi
+	return 0
+}
+
 installed() { dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'; }
 
 missing=()
@@ -34,7 +47,10 @@ for p in "${!minimum[@]}"; do
 		newer+=("$p")
 	fi
 done
-[ ${#missing[@]} -eq 0 ] && [ ${#newer[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ] && [ ${#newer[@]} -eq 0 ]; then
+	tools_root
+	exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "deps: missing ${missing[*]} ${newer[*]} (run scripts/deps.sh as root; libbpf-dev and bpftool from bookworm-backports); the tests that need them skip"
@@ -62,3 +78,4 @@ if [ ${#newer[@]} -gt 0 ]; then
 	[ -e /etc/apt/sources.list.d/bookworm-backports.sources ] && backports=(-t bookworm-backports)
 	apt-get install -y -qq --no-install-recommends "${backports[@]}" "${newer[@]}" >/dev/null
 fi
+tools_root
