@@ -25,13 +25,13 @@ const flagTokenFD = 1 << 16
 
 // Offsets in union bpf_attr of the fields decoded.
 const (
-	offMapType      = 0  // map_create: map_type
-	offMapFlags     = 16 // map_create: map_flags
-	offProgType     = 0  // prog_load: prog_type
-	offProgFlags    = 44 // prog_load: prog_flags
-	offExpected     = 68 // prog_load: expected_attach_type
-	offBTFFlags     = 32 // btf_load: btf_flags
-	offAttachType   = 8  // link_create and prog_attach: attach_type
+	offMapType    = 0  // map_create: map_type
+	offMapFlags   = 16 // map_create: map_flags
+	offProgType   = 0  // prog_load: prog_type
+	offProgFlags  = 44 // prog_load: prog_flags
+	offExpected   = 68 // prog_load: expected_attach_type
+	offBTFFlags   = 32 // btf_load: btf_flags
+	offAttachType = 8  // link_create and prog_attach: attach_type
 )
 
 // AttrSize is how much of a bpf_attr Decode looks at (up to prog_load's
