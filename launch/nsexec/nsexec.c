@@ -366,6 +366,7 @@ static void nx_record(void) {
 	if (nx_send_fd(nx_sock, BPFGATE_MSG_LISTENER, fd) < 0)
 		_exit(BPFGATE_EXIT_SETUP); /* the host side is gone or has the error */
 	close(fd);
+	nx_fault_at("listener-sent");
 #else
 	nx_die(BPFGATE_EXIT_SETUP, "recording bpf() calls is not supported on this architecture");
 #endif
