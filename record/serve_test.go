@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/internal/recordbench"
 	"github.com/bpfgate/bpfgate/internal/testutil"
 	"github.com/bpfgate/bpfgate/launch"
 )
@@ -100,6 +102,15 @@ func workload(kind string) int {
 		}
 		wg.Wait()
 		res["done"] = "ok"
+	case "bench": // bench_test.go
+		n, _ := strconv.Atoi(os.Getenv(benchEnv))
+		res, err := recordbench.Workload(n, 1)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		json.NewEncoder(os.Stdout).Encode(res)
+		return 0
 	case "one":
 		res["map_create"] = errno(bpfAttr(cmdMapCreate, map[int]uint32{0: 1, 16: flagTokenFD}))
 	default:

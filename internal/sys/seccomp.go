@@ -65,7 +65,9 @@ func NotifRecv(fd int, buf []byte) error {
 // answer: the calling task neither died nor gave up, so its pid is still
 // its own and what was read from its memory belongs to it.
 func NotifIDValid(fd int, id uint64) error {
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_ID_VALID, uintptr(unsafe.Pointer(&id)))
+	// Never blocks: a raw call spares the scheduler's bookkeeping, which
+	// is a fair part of a notification's cost.
+	_, _, errno := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_ID_VALID, uintptr(unsafe.Pointer(&id)))
 	if errno != 0 {
 		return errno
 	}
@@ -74,9 +76,38 @@ func NotifIDValid(fd int, id uint64) error {
 
 // NotifSend answers a notification.
 func NotifSend(fd int, resp *SeccompNotifResp) error {
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(resp)))
+	_, _, errno := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(resp)))
 	if errno != 0 {
 		return errno
 	}
 	return nil
+}
+
+// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6+): the kernel wakes the
+// listener and the caller as a pair, on one CPU, rather than through the
+// scheduler's usual wake-up.
+const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP = 1
+
+// NotifSetFlags sets flags of a listener (SECCOMP_IOCTL_NOTIF_SET_FLAGS).
+func NotifSetFlags(fd int, flags uint64) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS, uintptr(flags))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// ReadMem reads len(buf) bytes at addr of process pid (process_vm_readv)
+// and returns how many were read. It may wait for the target's page faults
+// (a file mapping, say), so it is not a raw call.
+func ReadMem(pid int, addr uint64, buf []byte) (int, error) {
+	local := unix.Iovec{Base: &buf[0]}
+	local.SetLen(len(buf))
+	remote := unix.RemoteIovec{Base: uintptr(addr), Len: len(buf)}
+	n, _, errno := unix.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(pid), uintptr(unsafe.Pointer(&local)), 1,
+		uintptr(unsafe.Pointer(&remote)), 1, 0)
+	if errno != 0 {
+		return int(n), errno
+	}
+	return int(n), nil
 }
