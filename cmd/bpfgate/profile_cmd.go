@@ -56,8 +56,9 @@ With --minimize, each command, map type, program type, attach type and
 capability is dropped in turn and kept out when COMMAND still succeeds
 without it (libraries probe for features they do not need).
 
-Success is exit status 0, or with --check, a host shell command that gets
-COMMAND's standard output on its standard input and must exit 0. COMMAND
+A run succeeds when COMMAND exits 0 and, with --check, when a host shell
+command that gets COMMAND's standard output on its standard input exits 0
+too (many tools exit 0 when they fail to load). COMMAND
 runs several times, with /dev/null as standard input; its output is shown
 with --verbose. What no delegation can grant (object loads without a token,
 which need privilege in the initial user namespace) is listed as not judged.
