@@ -8,6 +8,7 @@ package launch_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -61,17 +62,25 @@ var faultIDMap = []syscall.SysProcIDMap{{ContainerID: 0, HostID: faultHostID, Si
 
 func TestHandshakeFaultsLeaveNothing(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, tc := range []struct{ step, want string }{
-		{bpffs.StepOpen, "step send"},
-		{bpffs.StepSend, "step send"},
-		{bpffs.StepAttach, "step attach"},
-		{bpffs.StepConfirm, "step attach"},
-		{"exec", "wait for exec"},
+	for _, tc := range []struct {
+		step, want string
+		record     bool
+	}{
+		{bpffs.StepOpen, "step send", false},
+		{bpffs.StepSend, "step send", false},
+		{bpffs.StepAttach, "step attach", false},
+		{bpffs.StepConfirm, "step attach", false},
+		{"exec", "wait for exec", false},
+		{"exec", "wait for exec", true},
+		// The bpf() listener is made but never sent: the start fails.
+		{"listener", "wait for exec", true},
+		// It is sent, and then the start fails: bpfgate closes it.
+		{"listener-sent", "wait for exec", true},
 	} {
-		t.Run(tc.step, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s,record=%v", tc.step, tc.record), func(t *testing.T) {
 			before := snapshot(t)
 			_, err := launch.Start(launch.Config{Args: []string{"true"}, Delegation: demoSet(t),
-				UIDMap: faultIDMap, GIDMap: faultIDMap,
+				UIDMap: faultIDMap, GIDMap: faultIDMap, RecordBPF: tc.record,
 				Env: append(os.Environ(), nsexec.EnvFault+"="+tc.step)})
 			if err == nil {
 				t.Fatal("start succeeded although the workload side was killed")
@@ -79,7 +88,7 @@ func TestHandshakeFaultsLeaveNothing(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not say %q", err, tc.want)
 			}
-			if tc.step != "exec" && !strings.Contains(err.Error(), "killed") {
+			if tc.step != "exec" && !strings.HasPrefix(tc.step, "listener") && !strings.Contains(err.Error(), "killed") {
 				t.Errorf("error %q does not say the workload side was killed", err)
 			}
 			if after := snapshot(t); after != before {

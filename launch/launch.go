@@ -71,6 +71,13 @@ type Config struct {
 	// through it can be attached there by anyone (the kernel checks the
 	// token when an object is made, not when it is attached).
 	AllowUnixSockets bool
+	// RecordBPF makes the workload's bpf(2) calls that create objects or
+	// take a token (map, program and BTF loads, link creation, program
+	// attachment, token creation) wait for a seccomp user notification;
+	// Workload.BPFListener hands the listener to the caller, who must
+	// answer every notification (package record does). The workload never
+	// holds the listener. Other system calls are not slowed.
+	RecordBPF bool
 	// AllowSystemIDs permits UIDMap and GIDMap to map host ids of system
 	// users and groups (below 1000, or listed in /etc/passwd or /etc/group).
 	AllowSystemIDs bool
@@ -97,6 +104,9 @@ type Workload struct {
 	cgname string    // the workload's cgroup, made by the supervisor in parent
 	lease  *idpool.Lease
 	uidMap []syscall.SysProcIDMap
+	// listener is the seccomp listener of a workload started with
+	// RecordBPF, until BPFListener hands it over.
+	listener *os.File
 }
 
 // CgroupParent is the cgroup, below the cgroup2 root, that holds one cgroup
@@ -377,7 +387,8 @@ func Start(cfg Config) (*Workload, error) {
 			nsexec.EnvTarget+"="+path,
 			nsexec.EnvCaps+"="+strconv.FormatUint(capMask(caps), 16),
 			nsexec.EnvCgName+"="+sb.cgname,
-			nsexec.EnvUnix+"="+map[bool]string{true: "allow", false: "deny"}[cfg.AllowUnixSockets]),
+			nsexec.EnvUnix+"="+map[bool]string{true: "allow", false: "deny"}[cfg.AllowUnixSockets],
+			nsexec.EnvRecord+"="+map[bool]string{true: nsexec.RecordBPF, false: "none"}[cfg.RecordBPF]),
 		Dir:        cfg.Dir,
 		Stdin:      cfg.Stdin,
 		Stdout:     cfg.Stdout,
@@ -411,9 +422,11 @@ func Start(cfg Config) (*Workload, error) {
 	if err := bpffs.ServeDelegationContext(ctx, host, opts, nil); err != nil {
 		return nil, w.abort(err)
 	}
-	if err := waitExec(int(host.Fd()), waitLeft(ctx)); err != nil {
+	listener, err := waitExec(int(host.Fd()), waitLeft(ctx), cfg.RecordBPF)
+	if err != nil {
 		return nil, w.abort(err)
 	}
+	w.listener = listener
 	return w, nil
 }
 
@@ -436,23 +449,39 @@ var ErrNoHelper = errors.New("this bpfgate was built without cgo: running worklo
 
 // waitExec waits for the child's announcement that it executes the
 // workload, then for the EOF that the exec causes (the socket is
-// close-on-exec), or for an error message.
-func waitExec(host int, limit time.Duration) error {
+// close-on-exec), or for an error message. With record, the seccomp
+// listener must come first: without it the start fails.
+func waitExec(host int, limit time.Duration, record bool) (*os.File, error) {
 	announced := false
+	var listener *os.File
+	fail := func(err error) (*os.File, error) {
+		if listener != nil {
+			listener.Close()
+		}
+		return nil, err
+	}
 	for {
 		msg, fd, err := recvBounded(host, limit)
-		if fd >= 0 {
+		switch {
+		case err == nil && string(msg) == nsexec.MsgListener && record && listener == nil && !announced && fd >= 0:
+			listener = os.NewFile(uintptr(fd), "bpfgate-seccomp-listener")
+			continue
+		case fd >= 0:
 			unix.Close(fd)
 		}
 		switch {
 		case errors.Is(err, bpffs.ErrPeerGone) && announced:
-			return nil
+			return listener, nil
 		case err != nil:
-			return fmt.Errorf("wait for exec: %w", err)
+			return fail(fmt.Errorf("wait for exec: %w", err))
+		case string(msg) == nsexec.MsgExec && record && listener == nil:
+			return fail(errors.New("the workload side did not pass the seccomp listener that records its bpf() calls"))
 		case string(msg) == nsexec.MsgExec:
 			announced = true
+		case string(msg) == nsexec.MsgListener:
+			return fail(errors.New("the workload side sent an unexpected seccomp listener"))
 		default:
-			return errors.New(strings.TrimPrefix(string(msg), nsexec.MsgError))
+			return fail(errors.New(strings.TrimPrefix(string(msg), nsexec.MsgError)))
 		}
 	}
 }
@@ -516,6 +545,17 @@ func socketPair() (host, child *os.File, err error) {
 // the host; the workload itself runs in a PID namespace of its own.
 func (w *Workload) Pid() int { return w.cmd.Process.Pid }
 
+// BPFListener returns the seccomp listener of a workload started with
+// RecordBPF, and hands it over: the caller must close it, and nil is
+// returned from then on (and always without RecordBPF). Until someone
+// answers its notifications, the workload's recorded bpf() calls wait;
+// once the listener is closed they fail with ENOSYS.
+func (w *Workload) BPFListener() *os.File {
+	l := w.listener
+	w.listener = nil
+	return l
+}
+
 // UIDMap returns the workload's uid map.
 func (w *Workload) UIDMap() []syscall.SysProcIDMap { return w.uidMap }
 
@@ -527,8 +567,12 @@ func (w *Workload) Signal(sig os.Signal) error { return w.cmd.Process.Signal(sig
 
 // Wait waits for the workload and returns its exit code: the command's own,
 // or 128 plus the signal that killed it, as shells report it. Its cgroup is
-// gone and its host ids are free again when Wait returns.
+// gone and its host ids are free again when Wait returns. A bpf() listener
+// nobody took is closed first, so that no recorded call waits forever.
 func (w *Workload) Wait() (int, error) {
+	if l := w.BPFListener(); l != nil {
+		l.Close()
+	}
 	code, err := w.wait()
 	w.life.Close()
 	return code, err

@@ -39,6 +39,20 @@ func runWorkload(kind string) int {
 		out = map[string]func() any{"sandbox-net": netAttack, "sandbox-cgroup": cgroupAttack, "sandbox-procs": procsAttack}[kind]()
 	case "pass-prog": // fdpass_test.go
 		out = passProg()
+	case "fds": // record_test.go: what the workload holds
+		res := map[string]string{}
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range ents {
+			target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+			res["fd "+e.Name()] = target
+		}
+		status, _ := os.ReadFile("/proc/self/status")
+		for _, line := range strings.Split(string(status), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(k, "Seccomp") {
+				res[k] = strings.TrimSpace(v)
+			}
+		}
+		out = res
 	case "identity":
 		status, _ := os.ReadFile("/proc/self/status")
 		uidMap, _ := os.ReadFile("/proc/self/uid_map")

@@ -60,6 +60,7 @@ func TestEveryReportingCommandPrintsJSON(t *testing.T) {
 		{append([]string{"preload", "status"}, pre...), true},
 		{[]string{"ls", root}, true},
 		{[]string{"preload", "remove", "iterators", "--root", root}, true},
+		{[]string{"profile", "--", "true"}, false},
 	}
 	covered := map[string]bool{}
 	for _, tc := range reporting {

@@ -316,7 +316,63 @@ static int nx_seccomp(void) {
 #endif
 }
 
-static void nx_exec_workload(char **argv, int nfds, unsigned long long keep, int allow_unix) {
+/* The bpf(2) commands the recorder sees: those that make objects under a
+ * token or that a delegation otherwise bears on (bpfgate's record package
+ * decodes them). Every other call, bpf() or not, passes the filter at the
+ * cost of a few cBPF instructions. */
+static const unsigned int nx_recorded_cmds[] = {
+	0,  /* BPF_MAP_CREATE */
+	5,  /* BPF_PROG_LOAD */
+	8,  /* BPF_PROG_ATTACH */
+	17, /* BPF_RAW_TRACEPOINT_OPEN */
+	18, /* BPF_BTF_LOAD */
+	28, /* BPF_LINK_CREATE */
+	36, /* BPF_TOKEN_CREATE */
+};
+
+/*
+ * nx_record installs a second filter that turns the recorded bpf() commands
+ * into user notifications, and hands the listener to the host side. The
+ * workload must never hold the listener: it could answer its own calls.
+ * Calls of another architecture get EPERM (as the sandbox's own filter
+ * gives them), since they would escape the record.
+ */
+static void nx_record(void) {
+#ifdef NX_AUDIT_ARCH
+	enum { NCMDS = sizeof(nx_recorded_cmds) / sizeof(nx_recorded_cmds[0]) };
+	struct sock_filter f[11 + NCMDS];
+	unsigned int n = 0;
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NX_AUDIT_ARCH, 1, 0);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NX_X32_BIT ? NX_X32_BIT : 0xffffffff, 0, 1);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_bpf, 1, 0);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	/* The command is an int: the low half of args[0] (little endian). */
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+	for (unsigned int i = 0; i < NCMDS; i++)
+		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nx_recorded_cmds[i], NCMDS - i, 0);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF);
+	struct sock_fprog prog = {.len = n, .filter = f};
+	/* No no_new_privs here: root of the user namespace may install filters,
+	 * and --allow-unix-sockets keeps setuid semantics as `run` has them. */
+	int fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+	if (fd < 0)
+		nx_die(BPFGATE_EXIT_SETUP, "seccomp listener for the bpf() record: %s", strerror(errno));
+	nx_fault_at("listener");
+	if (nx_send_fd(nx_sock, BPFGATE_MSG_LISTENER, fd) < 0)
+		_exit(BPFGATE_EXIT_SETUP); /* the host side is gone or has the error */
+	close(fd);
+	nx_fault_at("listener-sent");
+#else
+	nx_die(BPFGATE_EXIT_SETUP, "recording bpf() calls is not supported on this architecture");
+#endif
+}
+
+static void nx_exec_workload(char **argv, int nfds, unsigned long long keep, int allow_unix, int record) {
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -368,6 +424,8 @@ static void nx_exec_workload(char **argv, int nfds, unsigned long long keep, int
 		else if (!found)
 			nx_die(BPFGATE_EXIT_NOTFOUND, "command \"%s\" not found in the workload's PATH", argv[0]);
 	}
+	if (record)
+		nx_record();
 	NX_T("workload: exec");
 	nx_send(BPFGATE_MSG_EXEC);
 	execv(cmd, argv);
@@ -823,7 +881,7 @@ static void nx_lo_up(void) {
 }
 
 /* nx_init is pid 1 of the sandbox. */
-static void nx_init(char **argv, int nfds, int sync_rd, int ask_wr, int own_net, const char *target, unsigned long long keep, int allow_unix) {
+static void nx_init(char **argv, int nfds, int sync_rd, int ask_wr, int own_net, const char *target, unsigned long long keep, int allow_unix, int record) {
 	char b;
 	ssize_t r;
 	do
@@ -871,7 +929,7 @@ static void nx_init(char **argv, int nfds, int sync_rd, int ask_wr, int own_net,
 	if (child < 0)
 		nx_die(BPFGATE_EXIT_SETUP, "fork: %s", strerror(errno));
 	if (child == 0)
-		nx_exec_workload(argv, nfds, keep, allow_unix);
+		nx_exec_workload(argv, nfds, keep, allow_unix, record);
 	NX_T("init: forked");
 	close(nx_sock);
 	nx_sock = -1;
@@ -1024,6 +1082,8 @@ static void nx_supervise(char **argv) {
 	int own_net = strcmp(net, "host") != 0;
 	const char *unix_s = getenv(BPFGATE_ENV_UNIX);
 	int allow_unix = unix_s && strcmp(unix_s, "allow") == 0;
+	const char *record_s = getenv(BPFGATE_ENV_RECORD);
+	int record = record_s && strcmp(record_s, BPFGATE_RECORD_BPF) == 0;
 	NX_T("supervisor: start");
 
 	/* Nothing of this must reach the workload. */
@@ -1033,7 +1093,7 @@ static void nx_supervise(char **argv) {
 	snprintf(tgt, sizeof(tgt), "%s", target);
 	snprintf(name, sizeof(name), "%s", cgname);
 	const char *vars[] = {BPFGATE_ENV_MODE, BPFGATE_ENV_NFDS, BPFGATE_ENV_UIDMAP, BPFGATE_ENV_GIDMAP, BPFGATE_ENV_NET,
-			      BPFGATE_ENV_TARGET, BPFGATE_ENV_CAPS, BPFGATE_ENV_CGNAME, BPFGATE_ENV_UNIX, BPFGATE_ENV_FAULT};
+			      BPFGATE_ENV_TARGET, BPFGATE_ENV_CAPS, BPFGATE_ENV_CGNAME, BPFGATE_ENV_UNIX, BPFGATE_ENV_RECORD, BPFGATE_ENV_FAULT};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 
@@ -1088,7 +1148,7 @@ static void nx_supervise(char **argv) {
 		close(cgparent);
 		close(base + BPFGATE_SANDBOX_LEASE);
 		sigprocmask(SIG_UNBLOCK, &fwd, NULL);
-		nx_init(argv + 1, nfds, sync[0], ask[1], own_net, tgt, keep, allow_unix);
+		nx_init(argv + 1, nfds, sync[0], ask[1], own_net, tgt, keep, allow_unix, record);
 		_exit(BPFGATE_EXIT_SETUP);
 	}
 	close(sync[0]);

@@ -12,17 +12,20 @@ const (
 	EnvCaps   = "_BPFGATE_CAPS"
 	EnvCgName = "_BPFGATE_CGNAME"
 	EnvUnix   = "_BPFGATE_UNIX"
+	EnvRecord = "_BPFGATE_RECORD"
 	EnvFault  = "BPFGATE_FAULT"
 
 	ModeSandbox = "sandbox"
 	ModeEnter   = "enter"
 	ModeVerify  = "verify"
+	RecordBPF   = "bpf" // EnvRecord's value
 
-	MsgContext = "context"
-	MsgReady   = "ready"
-	MsgMounted = "mounted"
-	MsgExec    = "exec"
-	MsgError   = "error: "
+	MsgContext  = "context"
+	MsgReady    = "ready"
+	MsgMounted  = "mounted"
+	MsgListener = "listener"
+	MsgExec     = "exec"
+	MsgError    = "error: "
 
 	// Sandbox control fds, counted from 3 plus the preserved fds.
 	SandboxSock     = 0

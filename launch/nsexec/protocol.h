@@ -14,16 +14,19 @@
 #define BPFGATE_ENV_CAPS "_BPFGATE_CAPS"      /* bounding set to keep, hex */
 #define BPFGATE_ENV_CGNAME "_BPFGATE_CGNAME"  /* the cgroup's name in its parent */
 #define BPFGATE_ENV_UNIX "_BPFGATE_UNIX"      /* "allow": the workload may make unix sockets */
+#define BPFGATE_ENV_RECORD "_BPFGATE_RECORD"  /* "bpf": notify the host of the workload's bpf() calls */
 #define BPFGATE_ENV_FAULT "BPFGATE_FAULT"     /* tests: SIGKILL self at this step */
 
 #define BPFGATE_MODE_SANDBOX "sandbox"
 #define BPFGATE_MODE_ENTER "enter"
 #define BPFGATE_MODE_VERIFY "verify"
+#define BPFGATE_RECORD_BPF "bpf" /* ENV_RECORD's value */
 
 /* Messages. */
 #define BPFGATE_MSG_CONTEXT "context" /* helper -> host, with the fs context fd */
 #define BPFGATE_MSG_READY "ready"     /* host -> helper, with the verified detached mount */
 #define BPFGATE_MSG_MOUNTED "mounted" /* helper -> host: attached */
+#define BPFGATE_MSG_LISTENER "listener" /* sandbox -> host, with the seccomp listener fd (before exec) */
 #define BPFGATE_MSG_EXEC "exec"       /* sandbox -> host: about to exec the workload */
 #define BPFGATE_MSG_ERROR "error: "   /* either way, followed by the reason */
 

@@ -16,7 +16,7 @@ func TestProtocolMatchesHeader(t *testing.T) {
 	}
 	goValues := map[string]string{
 		"ENV_MODE": EnvMode, "ENV_NFDS": EnvNFDs, "ENV_UIDMAP": EnvUIDMap, "ENV_GIDMAP": EnvGIDMap,
-		"ENV_NET": EnvNet, "ENV_TARGET": EnvTarget, "ENV_CAPS": EnvCaps, "ENV_CGNAME": EnvCgName, "ENV_UNIX": EnvUnix,
+		"ENV_NET": EnvNet, "ENV_TARGET": EnvTarget, "ENV_CAPS": EnvCaps, "ENV_CGNAME": EnvCgName, "ENV_UNIX": EnvUnix, "ENV_RECORD": EnvRecord, "RECORD_BPF": RecordBPF, "MSG_LISTENER": MsgListener,
 		"ENV_FAULT": EnvFault, "MODE_SANDBOX": ModeSandbox, "MODE_ENTER": ModeEnter, "MODE_VERIFY": ModeVerify,
 		"VERIFY_USERNS": strconv.Itoa(VerifyUserNS), "VERIFY_MOUNT": strconv.Itoa(VerifyMount),
 		"VERIFY_OWNED": strconv.Itoa(VerifyOwned), "VERIFY_FOREIGN": strconv.Itoa(VerifyForeign),
