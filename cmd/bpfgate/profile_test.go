@@ -39,6 +39,37 @@ var profileTools = []profileTool{
 		object := publicCopy(t, "../../examples/preload/iterators_bpfel.o")
 		return []string{"sh", "-c", "bpftool iter pin " + object + " /sys/fs/bpf/it && cat /sys/fs/bpf/it"}, "grep -q max_entries"
 	}},
+	// Programs nobody here wrote, from the cached trixie root
+	// (scripts/tools-rootfs.sh): one per built-in profile.
+	{"runqlat (libbpf-tools)", func(t *testing.T) ([]string, string) {
+		root := testutil.ToolsRoot(t)
+		// The histogram has rows with counts: attached, and it saw events.
+		return testutil.ToolCmd(root, "usr/sbin/runqlat-libbpf", "1", "1"), `grep -Eq '^ +[0-9]+ -> [0-9]+ +: [1-9]'`
+	}},
+	{"xdp-filter (xdp-tools)", func(t *testing.T) ([]string, string) {
+		root := testutil.ToolsRoot(t)
+		tool := func(args ...string) string {
+			return strings.Join(testutil.ToolCmd(root, "usr/sbin/xdp-filter", args...), " ")
+		}
+		// Attached to the sandbox's lo, it drops and counts a SYN to a
+		// filtered port.
+		return []string{"/bin/bash", "-c", "export LIBXDP_OBJECT_PATH=" + filepath.Join(root, "usr/lib/x86_64-linux-gnu/bpf") + "; " +
+			tool("load", "-m", "skb", "lo") + " && " + tool("port", "9999") + " && " +
+			"{ timeout 0.2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/9999' 2>/dev/null; " + tool("status") + "; }"}, `grep -Eq 'XDP_DROP +[1-9]'`
+	}},
+	{"bpftool prog run (cilium/ebpf's minimal object)", func(t *testing.T) ([]string, string) {
+		root := testutil.ToolsRoot(t)
+		mod, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-m", "-f", "{{.Dir}}", "github.com/cilium/ebpf").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		object := publicCopy(t, filepath.Join(strings.TrimSpace(string(mod)), "cmd/bpf2go/testdata/minimal-el.elf"))
+		bpftool := func(args ...string) string {
+			return strings.Join(testutil.ToolCmd(root, "usr/sbin/bpftool", args...), " ")
+		}
+		return []string{"/bin/sh", "-c", bpftool("prog", "load", object, "/sys/fs/bpf/minimal") + " && " +
+			bpftool("prog", "run", "pinned", "/sys/fs/bpf/minimal", "data_in", object)}, "grep -q 'Return value: '"
+	}},
 	{"cilium/ebpf iterator", func(t *testing.T) ([]string, string) {
 		bin := buildCiliumIter(t)
 		object := publicCopy(t, "../../examples/preload/iterators_bpfel.o")
