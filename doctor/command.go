@@ -224,7 +224,7 @@ func commandFinding(args []string, code int, werr error, t *tail) Finding {
 	case werr != nil:
 		f.Seen = fmt.Sprintf("%s: %v", name, werr)
 	case code > 128 && code < 128+65:
-		f.Seen = fmt.Sprintf("%s was killed by %v", name, unix.Signal(code-128))
+		f.Seen = fmt.Sprintf("%s was killed by %s", name, unix.SignalName(unix.Signal(code-128)))
 	default:
 		f.Seen = fmt.Sprintf("%s exited %d", name, code)
 	}
