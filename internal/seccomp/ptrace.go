@@ -38,25 +38,38 @@ type Target interface {
 //
 // The process cannot hold bpfgate up: the wait for it to stop is bounded by
 // timeout, at most MaxFilters filters of MaxInsns instructions are read,
-// and the tracing is done on an OS thread of its own that exits afterwards,
-// which detaches the process in every case (the kernel detaches a tracer's
-// tracees when the tracer thread exits, even one that never stopped). A
-// signal that arrives meanwhile is passed on when detaching.
+// and the tracing is done on an OS thread of its own (never the main one)
+// that exits afterwards, which detaches the process in every case (the
+// kernel detaches a tracer's tracees when the tracer thread exits, even one
+// that never stopped). A signal that arrives meanwhile is passed on when
+// detaching.
 func ReadFilters(t Target, timeout time.Duration) ([]*Filter, error) {
-	type result struct {
+	var (
 		filters []*Filter
 		err     error
-	}
-	done := make(chan result, 1)
+	)
+	onOwnThread(func() { filters, err = readFilters(t, timeout) })
+	return filters, err
+}
+
+// onOwnThread runs f on an OS thread that exits when f returns, taking its
+// tracees' ptrace links with it. The main thread cannot exit (the runtime
+// parks it instead), so f never runs there: a goroutine that finds itself on
+// it holds it while another one does the work.
+func onOwnThread(f func()) {
+	done := make(chan struct{})
 	go func() {
-		// Never unlocked: the thread ends with this goroutine, and with it
-		// any ptrace relationship it still has.
+		defer close(done)
 		runtime.LockOSThread()
-		f, err := readFilters(t, timeout)
-		done <- result{f, err}
+		if unix.Gettid() == unix.Getpid() {
+			onOwnThread(f)
+			runtime.UnlockOSThread()
+			return
+		}
+		f()
+		// Never unlocked: the thread ends with this goroutine.
 	}()
-	r := <-done
-	return r.filters, r.err
+	<-done
 }
 
 func readFilters(t Target, timeout time.Duration) ([]*Filter, error) {
