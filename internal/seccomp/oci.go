@@ -60,13 +60,12 @@ func ociAction(a specs.LinuxSeccompAction, errnoRet *uint) (Action, error) {
 	return 0, fmt.Errorf("seccomp action %q: not one runc or crun knows", a)
 }
 
-// matchArg evaluates one condition on bpf(2)'s command; known is false for
-// conditions on the other arguments, which depend on the call.
-func matchArg(c specs.LinuxSeccompArg, cmd uint32) (match, known bool) {
+// matchArg evaluates one condition on the first argument, v; known is false
+// for conditions on the other arguments, which depend on the call.
+func matchArg(c specs.LinuxSeccompArg, v uint64) (match, known bool) {
 	if c.Index != 0 {
 		return false, false
 	}
-	v := uint64(cmd)
 	switch c.Op {
 	case specs.OpNotEqual:
 		return v != c.Value, true
@@ -86,12 +85,13 @@ func matchArg(c specs.LinuxSeccompArg, cmd uint32) (match, known bool) {
 	return false, false
 }
 
-// ruleMatches says whether rule r applies to bpf(2) with command cmd. As
+// ruleMatches says whether rule r applies to a call with first argument
+// arg0. As
 // runc does, the conditions of a rule all have to hold, except when two of
 // them test the same argument: then each is a rule of its own. A condition
 // bpfgate cannot judge is taken the pessimistic way: it holds for a rule
 // that does not allow the call, and fails for one that does.
-func ruleMatches(r specs.LinuxSyscall, allows bool, cmd uint32) (match bool, unknown []string) {
+func ruleMatches(r specs.LinuxSyscall, allows bool, arg0 uint64) (match bool, unknown []string) {
 	if len(r.Args) == 0 {
 		return true, nil
 	}
@@ -105,7 +105,7 @@ func ruleMatches(r specs.LinuxSyscall, allows bool, cmd uint32) (match bool, unk
 	}
 	all, some := true, false
 	for _, a := range r.Args {
-		m, known := matchArg(a, cmd)
+		m, known := matchArg(a, arg0)
 		if !known {
 			unknown = append(unknown, fmt.Sprintf("arg%d %s %#x", a.Index, a.Op, a.Value))
 			m = !allows
@@ -120,10 +120,12 @@ func ruleMatches(r specs.LinuxSyscall, allows bool, cmd uint32) (match bool, unk
 }
 
 // EvalOCI says what the seccomp section of a container's config.json does to
-// bpf(2) on x86_64, as runc and crun build the filter from it: the rules
-// that name bpf and match the command decide, the strictest of them if
-// several match, else the default action. A container without a seccomp
-// section is not confined.
+// bpf(2) on x86_64, as runc builds the filter from it with libseccomp: the
+// first rule that names bpf and matches the command decides (libseccomp
+// keeps the first rule it is given for a call: podman's rendering of the
+// default profile allows setns in one rule and denies it in a later one, and
+// the filter allows it), else the default action. A container without a
+// seccomp section is not confined.
 func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 	out := &OCIResult{}
 	if s == nil {
@@ -131,11 +133,10 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 		return out, nil
 	}
 	out.Confined = true
-	def, err := ociAction(s.DefaultAction, s.DefaultErrnoRet)
-	if err != nil {
+	if _, err := ociAction(s.DefaultAction, s.DefaultErrnoRet); err != nil {
 		return nil, fmt.Errorf("defaultAction: %w", err)
 	}
-	var rules []specs.LinuxSyscall
+	named := false
 	for i, r := range s.Syscalls {
 		if !slices.Contains(r.Names, "bpf") {
 			continue
@@ -143,7 +144,7 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 		if _, err := ociAction(r.Action, r.ErrnoRet); err != nil {
 			return nil, fmt.Errorf("syscalls[%d]: %w", i, err)
 		}
-		rules = append(rules, r)
+		named = true
 		out.Rules = append(out.Rules, describeRule(r))
 		if len(r.Args) > 0 {
 			out.ByCmd = true
@@ -151,32 +152,18 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 	}
 	out.Filters = 1
 	eval := func(cmd uint32) Action {
-		var act Action
-		matched := false
-		for _, r := range rules {
-			a, _ := ociAction(r.Action, r.ErrnoRet)
-			m, unknown := ruleMatches(r, a.Allows(), cmd)
-			for _, u := range unknown {
-				if !slices.Contains(out.Unknown, u) {
-					out.Unknown = append(out.Unknown, u)
-				}
-			}
-			if !m {
-				continue
-			}
-			if !matched || a.Stricter(act) {
-				act, matched = a, true
+		a, unknown, _ := OCIAction(s, "bpf", uint64(cmd))
+		for _, u := range unknown {
+			if !slices.Contains(out.Unknown, u) {
+				out.Unknown = append(out.Unknown, u)
 			}
 		}
-		if !matched {
-			return def
-		}
-		return act
+		return a
 	}
 	if !out.ByCmd {
 		a := eval(0)
 		res := a.String()
-		if len(rules) == 0 {
+		if !named {
 			res += " (defaultAction " + string(s.DefaultAction) + "; no rule names bpf)"
 		}
 		out.Verdicts = []Verdict{{Action: a, Result: res}}
@@ -187,6 +174,39 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 		out.Verdicts = append(out.Verdicts, Verdict{Cmd: c.Name, Action: a, Result: a.String()})
 	}
 	return out, nil
+}
+
+// OCIAction says what a config.json seccomp section does to one call of
+// system call name whose first argument is arg0: the first rule that names
+// it and matches, else the default action. unknown lists the conditions on
+// other arguments, which are taken the pessimistic way.
+func OCIAction(s *specs.LinuxSeccomp, name string, arg0 uint64) (a Action, unknown []string, err error) {
+	if s == nil {
+		return Allow, nil, nil
+	}
+	def, err := ociAction(s.DefaultAction, s.DefaultErrnoRet)
+	if err != nil {
+		return 0, nil, fmt.Errorf("defaultAction: %w", err)
+	}
+	for i, r := range s.Syscalls {
+		if !slices.Contains(r.Names, name) {
+			continue
+		}
+		act, err := ociAction(r.Action, r.ErrnoRet)
+		if err != nil {
+			return 0, nil, fmt.Errorf("syscalls[%d]: %w", i, err)
+		}
+		if act == def {
+			// runc leaves out rules that do what the default does.
+			continue
+		}
+		m, u := ruleMatches(r, act.Allows(), arg0)
+		unknown = append(unknown, u...)
+		if m {
+			return act, unknown, nil
+		}
+	}
+	return def, unknown, nil
 }
 
 func describeRule(r specs.LinuxSyscall) string {

@@ -30,9 +30,15 @@ func TestEvalOCI(t *testing.T) {
 		{"denied by a rule", &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
 			{Names: []string{"bpf", "perf_event_open"}, Action: specs.ActErrno, ErrnoRet: uptr(1)}}},
 			false, "fail with EPERM (operation not permitted)"},
-		{"the stricter of two rules", &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
-			allowBPF, {Names: []string{"bpf"}, Action: specs.ActKillProcess}}},
+		{"the first of two rules", &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"bpf"}, Action: specs.ActKillProcess}, allowBPF}},
 			false, "kill the process"},
+		{"a rule that does what the default does is left out", &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: uptr(38), Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"bpf"}, Action: specs.ActErrno, ErrnoRet: uptr(38)}, allowBPF}},
+			true, "allow"},
+		{"the first of two rules, allowing", &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
+			allowBPF, {Names: []string{"bpf"}, Action: specs.ActErrno}}},
+			true, "allow"},
 		{"logged", &specs.LinuxSeccomp{DefaultAction: specs.ActLog}, true, "allow, and log (defaultAction SCMP_ACT_LOG; no rule names bpf)"},
 		{"notify", &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"bpf"}, Action: specs.ActNotify}}},
 			false, "ask a supervisor (user notification; ENOSYS without one)"},
