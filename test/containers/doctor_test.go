@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 type doctorReport struct {
@@ -70,9 +71,16 @@ func (e *env) podmanStart(t *testing.T, flags ...string) string {
 	}
 	id := strings.TrimSpace(out)
 	t.Cleanup(func() {
-		if _, err := run("podman", "rm", "-f", "-t", "0", id); err != nil {
-			t.Error(err)
+		// podman 4.3 sometimes finds the container's shm still busy right
+		// after stopping it (seen here): try again.
+		var err error
+		for try := 0; try < 10; try++ {
+			if _, err = run("podman", "rm", "-f", "-t", "0", id); err == nil {
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
+		t.Error(err)
 	})
 	return id
 }
