@@ -43,6 +43,7 @@ go build -o "$testsum/testsum" ./internal/cmd/testsum
 ./preload FuzzReadFile 20000x
 ./launch FuzzParseIDMap 100000x
 ./delegate FuzzParseCaps 100000x
+./internal/seccomp FuzzFilter 100000x
 EOF
 	exit $status
 } | "$testsum/testsum"
