@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -140,6 +142,16 @@ func processChecks(r *Report, p *launch.Process, opts *Options) error {
 	return nil
 }
 
+// printable quotes a path the process chose (a mount point) when it holds
+// control characters or is not UTF-8, so that it cannot write escape
+// sequences to a terminal.
+func printable(s string) string {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
 // delegationText prints a delegation by the kernel's names.
 func delegationText(names *delegate.Names, s delegate.Set) string {
 	if t := names.FormatOptions(s); t != "" {
@@ -166,10 +178,10 @@ func (pr *proc) checkBPFFS(names *delegate.Names, o *Options) Finding {
 		}
 		in, err := bpffs.ParseInfo(m, names)
 		if err != nil {
-			seen = append(seen, fmt.Sprintf("%s: %v", m.Mountpoint, err))
+			seen = append(seen, fmt.Sprintf("%s: %v", printable(m.Mountpoint), err))
 			continue
 		}
-		seen = append(seen, in.Path+": "+delegationText(names, in.Delegation))
+		seen = append(seen, printable(in.Path)+": "+delegationText(names, in.Delegation))
 		if in.Delegation.IsZero() {
 			continue
 		}
@@ -189,7 +201,7 @@ func (pr *proc) checkBPFFS(names *delegate.Names, o *Options) Finding {
 	default:
 		f.Status, f.Seen = OK, strings.Join(seen, "; ")
 		if len(seen) > 1 {
-			f.Seen += " (the token comes from " + first.Path + ")"
+			f.Seen += " (the token comes from " + printable(first.Path) + ")"
 		}
 	}
 	return f
@@ -209,22 +221,22 @@ func (pr *proc) checkToken(o *Options) Finding {
 	}
 	mnt, err := pr.p.OpenInRoot(pr.bpffs.Path)
 	if err != nil {
-		f.Status, f.Seen = Warn, fmt.Sprintf("cannot open %s as the process sees it: %v", pr.bpffs.Path, err)
+		f.Status, f.Seen = Warn, fmt.Sprintf("cannot open %s as the process sees it: %v", printable(pr.bpffs.Path), err)
 		return f
 	}
 	defer mnt.Close()
 	var st unix.Statx_t
 	if err := unix.Statx(int(mnt.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &st); err != nil || st.Mnt_id != uint64(pr.bpffs.ID) {
-		f.Status, f.Seen = Warn, fmt.Sprintf("%s is hidden by another mount in the process's view", pr.bpffs.Path)
+		f.Status, f.Seen = Warn, fmt.Sprintf("%s is hidden by another mount in the process's view", printable(pr.bpffs.Path))
 		f.Fix = "mount the delegated bpffs where nothing covers it"
 		return f
 	}
 	switch err := bpffs.CheckOwner(mnt, pr.userns, o.Timeout); {
 	case err == nil:
-		f.Status, f.Seen = OK, fmt.Sprintf("the kernel creates a token from %s in the process's user namespace (with CAP_BPF there)", pr.bpffs.Path)
+		f.Status, f.Seen = OK, fmt.Sprintf("the kernel creates a token from %s in the process's user namespace (with CAP_BPF there)", printable(pr.bpffs.Path))
 	case errors.Is(err, bpffs.ErrWrongOwner):
 		f.Status = Fail
-		f.Seen = fmt.Sprintf("%s belongs to another user namespace: BPF_TOKEN_CREATE fails with EPERM", pr.bpffs.Path)
+		f.Seen = fmt.Sprintf("%s belongs to another user namespace: BPF_TOKEN_CREATE fails with EPERM", printable(pr.bpffs.Path))
 		f.Fix = "the bpffs must be created (fsopen) from the process's own user namespace, as bpfgate run and the OCI hook do; " + o.howToMount()
 	default:
 		f.Status, f.Seen = Warn, fmt.Sprintf("could not ask the kernel: %v", err)
@@ -424,7 +436,7 @@ func (pr *proc) checkCgroup(names *delegate.Names) Finding {
 	var cg2 []string
 	for _, m := range pr.mounts {
 		if m.FSType == "cgroup2" {
-			cg2 = append(cg2, m.Mountpoint)
+			cg2 = append(cg2, printable(m.Mountpoint))
 		}
 	}
 	switch {

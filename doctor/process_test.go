@@ -183,7 +183,9 @@ func TestCheckProcessPlainBPFFS(t *testing.T) {
 		testutil.Skip(t, "no unshare(1)")
 	}
 	dir := testutil.PublicDir(t)
-	mnt := filepath.Join(dir, "bpf")
+	// The process names its mounts: an escape sequence must not reach a
+	// terminal through the report.
+	mnt := filepath.Join(dir, "bpf\x1b[2Jred")
 	os.Mkdir(mnt, 0o755)
 	// A mount namespace of its own without the host's bpffs mounts (other
 	// tests make some), a plain bpffs, then a user namespace of its own.
@@ -218,7 +220,10 @@ mount -t bpf bpf "$1" && echo ready && exec unshare -U -r sh -c 'read x'`
 	if err != nil {
 		t.Fatal(err)
 	}
-	expect(t, r, doctor.CheckBPFFS, doctor.Fail, mnt+": nothing delegated", "no bpffs it sees delegates anything", "bpfgate run --profile")
+	expect(t, r, doctor.CheckBPFFS, doctor.Fail, strconv.Quote(mnt)+": nothing delegated", "no bpffs it sees delegates anything", "bpfgate run --profile")
+	if strings.Contains(r.String(), "\x1b") {
+		t.Errorf("the report carries the escape sequence: %q", r.String())
+	}
 	expect(t, r, doctor.CheckToken, doctor.Fail, "no delegated bpffs")
 	expect(t, r, doctor.CheckUserNS, doctor.OK)
 	if !r.Failed() {
