@@ -281,3 +281,51 @@ func TestCheckProcessGone(t *testing.T) {
 		t.Error("no error for pid -1")
 	}
 }
+
+// TestCheckProcessForeignBPFFS: a process that sees a delegated bpffs
+// another user namespace owns (it joined a sandbox's mount namespace, then
+// made a user namespace of its own) cannot make a token from it: the kernel,
+// asked from the process's namespace, says so.
+func TestCheckProcessForeignBPFFS(t *testing.T) {
+	testutil.RequireRoot(t)
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		testutil.Skip(t, "no nsenter(1)")
+	}
+	w, err := launch.Start(launch.Config{Args: []string{"sleep", "60"},
+		Delegation: deleg(t, "map_create,prog_load,btf_load", "hash", "socket_filter", "cgroup_inet_ingress")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		w.Signal(unix.SIGKILL)
+		w.Wait()
+	}()
+	procs, err := os.ReadFile(filepath.Join(w.Cgroup(), "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wpid := strings.Fields(string(procs))[0]
+	// No id map: writing one needs /proc/self, and the sandbox's /proc is
+	// of its PID namespace.
+	cmd := exec.Command("nsenter", "-t", wpid, "-m", "unshare", "-U", "sh", "-c", "echo ready; read x")
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+	}()
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("%q %v", line, err)
+	}
+	r, err := doctor.CheckProcess(cmd.Process.Pid, doctor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, r, doctor.CheckBPFFS, doctor.OK, "/sys/fs/bpf: delegate_cmds=map_create:prog_load:btf_load")
+	expect(t, r, doctor.CheckUserNS, doctor.OK)
+	expect(t, r, doctor.CheckToken, doctor.Fail, "/sys/fs/bpf belongs to another user namespace: BPF_TOKEN_CREATE fails with EPERM")
+}
