@@ -7,7 +7,8 @@
 // namespace, where the delegate_* options cannot be set.) It reads the OCI
 // state from standard input, checks the container against the host's
 // policy (the profile must be one the host defines, the container needs a
-// user namespace of its own and the capabilities the token needs), and
+// user namespace of its own, the capabilities the token needs, and a
+// seccomp section in config.json that lets bpf(2) through), and
 // mounts the profile's bpffs on the container's rootfs through
 // launch.MountIntoDir. The profile comes from the hook's arguments (a CDI
 // device) or from the io.bpfgate.profile annotation (an OCI hooks.d entry).

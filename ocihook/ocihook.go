@@ -19,6 +19,7 @@ import (
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/boundedio"
+	"github.com/bpfgate/bpfgate/internal/seccomp"
 	"github.com/bpfgate/bpfgate/launch"
 	"github.com/bpfgate/bpfgate/profile"
 )
@@ -41,6 +42,9 @@ var (
 	// ErrMissingCaps means the container cannot hold the capabilities its
 	// token needs.
 	ErrMissingCaps = errors.New("the container lacks capabilities its BPF token needs")
+	// ErrSeccomp means the container's seccomp profile fails bpf(2) before
+	// the kernel could look at a token.
+	ErrSeccomp = errors.New("the container's seccomp profile blocks bpf(2), so no BPF token can help it")
 	// ErrAlreadyMounted means a bpffs is already mounted where the profile
 	// puts one, e.g. when a container asks for two bpfgate devices.
 	ErrAlreadyMounted = errors.New("a bpffs is already mounted there (one bpfgate device per container)")
@@ -128,7 +132,10 @@ type Result struct {
 	Took      time.Duration `json:"took_ns"`
 }
 
-// Check refuses containers a token cannot work in.
+// Check refuses containers a token cannot work in: without a user namespace
+// of their own, without the capabilities the token needs, or with a seccomp
+// profile that fails bpf(2) (evaluated from config.json's linux.seccomp,
+// which the runtime turns into the filter).
 func Check(req *Request) error {
 	spec := req.Spec
 	if spec.Linux == nil || !slices.ContainsFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
@@ -149,6 +156,22 @@ func Check(req *Request) error {
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %s (podman run %s)", ErrMissingCaps, strings.Join(missing, ", "), strings.Join(flags, " "))
+	}
+	return CheckSeccomp(spec)
+}
+
+// CheckSeccomp refuses a container whose config.json seccomp section fails
+// bpf(2), and says how to let it through.
+func CheckSeccomp(spec *specs.Spec) error {
+	if spec.Linux == nil {
+		return nil
+	}
+	res, err := seccomp.EvalOCI(spec.Linux.Seccomp)
+	if err != nil {
+		return fmt.Errorf("%w: config.json linux.seccomp: %w", ErrSeccomp, err)
+	}
+	if !res.Allowed() {
+		return fmt.Errorf("%w (bpf(2) would %s): %s", ErrSeccomp, res, seccomp.Fix)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,6 +54,7 @@ func TestCheck(t *testing.T) {
 		return &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: c}}
 	}
 	need := []delegate.Cap{unix.CAP_BPF, unix.CAP_NET_ADMIN}
+	enosys, eperm := uint(unix.ENOSYS), uint(unix.EPERM)
 	for _, tc := range []struct {
 		name string
 		spec specs.Spec
@@ -65,6 +67,22 @@ func TestCheck(t *testing.T) {
 		{"missing caps", specs.Spec{Linux: &specs.Linux{Namespaces: userns}, Process: caps("CAP_CHOWN")}, ErrMissingCaps,
 			"CAP_BPF, CAP_NET_ADMIN (podman run --cap-add bpf --cap-add net_admin)"},
 		{"no process", specs.Spec{Linux: &specs.Linux{Namespaces: userns}}, ErrMissingCaps, ""},
+		// Debian 12's default profile, as podman renders it for a container
+		// without CAP_SYS_ADMIN.
+		{"seccomp fails bpf", specs.Spec{Linux: &specs.Linux{Namespaces: userns, Seccomp: &specs.LinuxSeccomp{
+			DefaultAction: specs.ActErrno, DefaultErrnoRet: &enosys, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"read"}, Action: specs.ActAllow},
+				{Names: []string{"bpf", "setns"}, Action: specs.ActErrno, ErrnoRet: &eperm}}}},
+			Process: caps("CAP_NET_ADMIN", "CAP_BPF")}, ErrSeccomp,
+			"bpf(2) would fail with EPERM (operation not permitted)): run the container with bpfgate's seccomp profile: write it with `bpfgate oci-hook seccomp` (/etc/bpfgate/seccomp.json) and pass `--security-opt seccomp=/etc/bpfgate/seccomp.json` to podman run"},
+		{"seccomp without a rule for bpf", specs.Spec{Linux: &specs.Linux{Namespaces: userns, Seccomp: &specs.LinuxSeccomp{
+			DefaultAction: specs.ActErrno, DefaultErrnoRet: &enosys}},
+			Process: caps("CAP_NET_ADMIN", "CAP_BPF")}, ErrSeccomp, "fail with ENOSYS"},
+		{"seccomp allows bpf", specs.Spec{Linux: &specs.Linux{Namespaces: userns, Seccomp: &specs.LinuxSeccomp{
+			DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{{Names: []string{"bpf"}, Action: specs.ActAllow}}}},
+			Process: caps("CAP_NET_ADMIN", "CAP_BPF")}, nil, ""},
+		{"missing caps come first", specs.Spec{Linux: &specs.Linux{Namespaces: userns, Seccomp: &specs.LinuxSeccomp{
+			DefaultAction: specs.ActErrno}}, Process: caps("CAP_BPF")}, ErrMissingCaps, ""},
 	} {
 		err := Check(&Request{Spec: &tc.spec, Caps: need})
 		if !errors.Is(err, tc.want) || tc.want == nil && err != nil {
@@ -262,5 +280,60 @@ func TestSeccompAllowBPF(t *testing.T) {
 		if _, err := SeccompAllowBPF([]byte(bad)); !errors.Is(err, ErrSeccompFormat) {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+// TestSeccompAllowBPFLetsBPFThrough: the real default profile of
+// containers-common, rewritten by SeccompAllowBPF and rendered for a
+// container as podman does (rules whose includes/excludes caps rule them
+// out dropped), lets bpf(2) through with CAP_BPF, where the original
+// fails it; CheckSeccomp tells the two apart.
+func TestSeccompAllowBPFLetsBPFThrough(t *testing.T) {
+	base, err := ReadSeccompBase(DefaultSeccompBase)
+	if err != nil {
+		t.Skip("no containers-common seccomp profile here:", err)
+	}
+	rewritten, err := SeccompAllowBPF(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	render := func(data []byte, caps ...string) *specs.Spec {
+		var p struct {
+			DefaultAction   specs.LinuxSeccompAction `json:"defaultAction"`
+			DefaultErrnoRet *uint                    `json:"defaultErrnoRet"`
+			Syscalls        []struct {
+				specs.LinuxSyscall
+				Includes struct{ Caps []string } `json:"includes"`
+				Excludes struct{ Caps []string } `json:"excludes"`
+			} `json:"syscalls"`
+		}
+		if err := json.Unmarshal(data, &p); err != nil {
+			t.Fatal(err)
+		}
+		sc := &specs.LinuxSeccomp{DefaultAction: p.DefaultAction, DefaultErrnoRet: p.DefaultErrnoRet}
+	rules:
+		for _, r := range p.Syscalls {
+			for _, c := range r.Includes.Caps {
+				if !slices.Contains(caps, c) {
+					continue rules
+				}
+			}
+			for _, c := range r.Excludes.Caps {
+				if slices.Contains(caps, c) {
+					continue rules
+				}
+			}
+			sc.Syscalls = append(sc.Syscalls, r.LinuxSyscall)
+		}
+		return &specs.Spec{Linux: &specs.Linux{Seccomp: sc}}
+	}
+	if err := CheckSeccomp(render(base, "CAP_BPF")); !errors.Is(err, ErrSeccomp) {
+		t.Errorf("default profile with CAP_BPF: %v, want ErrSeccomp", err)
+	}
+	if err := CheckSeccomp(render(rewritten, "CAP_BPF")); err != nil {
+		t.Errorf("bpfgate's profile with CAP_BPF: %v", err)
+	}
+	if err := CheckSeccomp(render(rewritten)); !errors.Is(err, ErrSeccomp) {
+		t.Errorf("bpfgate's profile without CAP_BPF: %v, want ErrSeccomp", err)
 	}
 }

@@ -44,6 +44,7 @@ go build -o "$testsum/testsum" ./internal/cmd/testsum
 ./launch FuzzParseIDMap 100000x
 ./delegate FuzzParseCaps 100000x
 ./record FuzzDecode 100000x
+./internal/seccomp FuzzFilter 100000x
 EOF
 	exit $status
 } | "$testsum/testsum"

@@ -82,7 +82,8 @@ workloads can derive a BPF token and use exactly what was delegated.`,
 	root.PersistentFlags().StringVar(&g.config, "config", defaultConfig(), "config file with the allowed profiles (when it exists, only its profiles are allowed)")
 	root.AddCommand(newRunCmd(g), newMountCmd(g), newTokenCmd(g), newNamesCmd(g),
 		newCheckCmd(g), newProfilesCmd(g), newCDICmd(g), newOCIHookCmd(g),
-		newLsCmd(g), newPinCmd(g), newUnpinCmd(g), newMvCmd(g), newPreloadCmd(g), newProfileCmd(g))
+		newLsCmd(g), newPinCmd(g), newUnpinCmd(g), newMvCmd(g), newPreloadCmd(g), newProfileCmd(g),
+		newDoctorCmd(g), newDoctorHoldCmd())
 	root.AddCommand(newVersionCmd(g), newManCmd())
 	return root
 }

@@ -359,6 +359,9 @@ func TestPodmanRefusals(t *testing.T) {
 		{"profile the host does not define", append(e.userns(), "--hooks-dir", e.hooks, "--annotation", "io.bpfgate.profile=net"),
 			`profile not allowed by the host: unknown profile "net" (known: demo, linked, xdp)`},
 		{"unknown CDI device", append(e.userns(), "--device", "bpfgate.dev/bpf=net"), "bpfgate.dev/bpf=net"},
+		// Debian 12's default seccomp profile fails bpf(2) without CAP_SYS_ADMIN.
+		{"seccomp profile blocks bpf", []string{autoUserNS, "--cap-add", "bpf", "--device", "bpfgate.dev/bpf=demo"},
+			"the container's seccomp profile blocks bpf(2), so no BPF token can help it (bpf(2) would fail with EPERM (operation not permitted)): run the container with bpfgate's seccomp profile: write it with `bpfgate oci-hook seccomp` (/etc/bpfgate/seccomp.json) and pass `--security-opt seccomp=/etc/bpfgate/seccomp.json` to podman run"},
 		{"two devices", append(e.userns(), "--cap-add", "net_admin", "--device", "bpfgate.dev/bpf=demo", "--device", "bpfgate.dev/bpf=xdp"),
 			"/sys/fs/bpf: a bpffs is already mounted there (one bpfgate device per container)"},
 	} {

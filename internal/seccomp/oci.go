@@ -1,0 +1,229 @@
+package seccomp
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// ProfilePath is where `bpfgate oci-hook seccomp` writes the containers
+// seccomp profile that lets bpf(2) through with CAP_BPF.
+const ProfilePath = "/etc/bpfgate/seccomp.json"
+
+// Fix is how docs/containers.md tells podman users to let a container with
+// CAP_BPF call bpf(2).
+const Fix = "run the container with bpfgate's seccomp profile: write it with `bpfgate oci-hook seccomp` (" +
+	ProfilePath + ") and pass `--security-opt seccomp=" + ProfilePath + "` to podman run, or make it the default with " +
+	`seccomp_profile = "` + ProfilePath + `" under [containers] in containers.conf (see docs/containers.md)`
+
+// OCIResult says what a container's OCI seccomp section does to bpf(2).
+type OCIResult struct {
+	BPFVerdicts
+	// Confined is false when the container has no seccomp section at all.
+	Confined bool `json:"confined"`
+	// Rules are the rules that name bpf, as written.
+	Rules []string `json:"rules,omitempty"`
+	// Unknown notes conditions bpfgate cannot judge (on arguments other
+	// than the command).
+	Unknown []string `json:"unknown,omitempty"`
+}
+
+// ociAction turns a rule's action into an Action. errnoRet is the rule's
+// errno (EPERM when not given, as runc and crun do).
+func ociAction(a specs.LinuxSeccompAction, errnoRet *uint) (Action, error) {
+	switch a {
+	case specs.ActKill, specs.ActKillThread:
+		return KillThread, nil
+	case specs.ActKillProcess:
+		return KillProcess, nil
+	case specs.ActTrap:
+		return Trap, nil
+	case specs.ActErrno:
+		e := uint(unix.EPERM)
+		if errnoRet != nil {
+			e = *errnoRet
+		}
+		return Errno | Action(e&0xffff), nil
+	case specs.ActTrace:
+		// Without a tracer the call fails with ENOSYS.
+		return Trace, nil
+	case specs.ActAllow:
+		return Allow, nil
+	case specs.ActLog:
+		return Log, nil
+	case specs.ActNotify:
+		return UserNotif, nil
+	}
+	return 0, fmt.Errorf("seccomp action %q: not one runc or crun knows", a)
+}
+
+// matchArg evaluates one condition on the first argument, v; known is false
+// for conditions on the other arguments, which depend on the call.
+func matchArg(c specs.LinuxSeccompArg, v uint64) (match, known bool) {
+	if c.Index != 0 {
+		return false, false
+	}
+	switch c.Op {
+	case specs.OpNotEqual:
+		return v != c.Value, true
+	case specs.OpLessThan:
+		return v < c.Value, true
+	case specs.OpLessEqual:
+		return v <= c.Value, true
+	case specs.OpEqualTo:
+		return v == c.Value, true
+	case specs.OpGreaterEqual:
+		return v >= c.Value, true
+	case specs.OpGreaterThan:
+		return v > c.Value, true
+	case specs.OpMaskedEqual:
+		return v&c.Value == c.ValueTwo, true
+	}
+	return false, false
+}
+
+// ruleMatches says whether rule r applies to a call with first argument
+// arg0. As
+// runc does, the conditions of a rule all have to hold, except when two of
+// them test the same argument: then each is a rule of its own. A condition
+// bpfgate cannot judge is taken the pessimistic way: it holds for a rule
+// that does not allow the call, and fails for one that does.
+func ruleMatches(r specs.LinuxSyscall, allows bool, arg0 uint64) (match bool, unknown []string) {
+	if len(r.Args) == 0 {
+		return true, nil
+	}
+	seen := map[uint]bool{}
+	split := false
+	for _, a := range r.Args {
+		if seen[a.Index] {
+			split = true
+		}
+		seen[a.Index] = true
+	}
+	all, some := true, false
+	for _, a := range r.Args {
+		m, known := matchArg(a, arg0)
+		if !known {
+			unknown = append(unknown, fmt.Sprintf("arg%d %s %#x", a.Index, a.Op, a.Value))
+			m = !allows
+		}
+		all = all && m
+		some = some || m
+	}
+	if split {
+		return some, unknown
+	}
+	return all, unknown
+}
+
+// EvalOCI says what the seccomp section of a container's config.json does to
+// bpf(2) on x86_64, as runc builds the filter from it with libseccomp: the
+// first rule that names bpf and matches the command decides (libseccomp
+// keeps the first rule it is given for a call: podman's rendering of the
+// default profile allows setns in one rule and denies it in a later one, and
+// the filter allows it), else the default action. A container without a
+// seccomp section is not confined.
+func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
+	out := &OCIResult{}
+	if s == nil {
+		out.Verdicts = []Verdict{{Action: Allow, Result: "allow (no seccomp filter)"}}
+		return out, nil
+	}
+	out.Confined = true
+	if _, err := ociAction(s.DefaultAction, s.DefaultErrnoRet); err != nil {
+		return nil, fmt.Errorf("defaultAction: %w", err)
+	}
+	named := false
+	for i, r := range s.Syscalls {
+		if !slices.Contains(r.Names, "bpf") {
+			continue
+		}
+		if _, err := ociAction(r.Action, r.ErrnoRet); err != nil {
+			return nil, fmt.Errorf("syscalls[%d]: %w", i, err)
+		}
+		named = true
+		out.Rules = append(out.Rules, describeRule(r))
+		if len(r.Args) > 0 {
+			out.ByCmd = true
+		}
+	}
+	out.Filters = 1
+	eval := func(cmd uint32) Action {
+		a, unknown, _ := OCIAction(s, "bpf", uint64(cmd))
+		for _, u := range unknown {
+			if !slices.Contains(out.Unknown, u) {
+				out.Unknown = append(out.Unknown, u)
+			}
+		}
+		return a
+	}
+	if !out.ByCmd {
+		a := eval(0)
+		res := a.String()
+		if !named {
+			res += " (defaultAction " + string(s.DefaultAction) + "; no rule names bpf)"
+		}
+		out.Verdicts = []Verdict{{Action: a, Result: res}}
+		return out, nil
+	}
+	for _, c := range Cmds {
+		a := eval(c.Value)
+		out.Verdicts = append(out.Verdicts, Verdict{Cmd: c.Name, Action: a, Result: a.String()})
+	}
+	return out, nil
+}
+
+// OCIAction says what a config.json seccomp section does to one call of
+// system call name whose first argument is arg0: the first rule that names
+// it and matches, else the default action. unknown lists the conditions on
+// other arguments, which are taken the pessimistic way.
+func OCIAction(s *specs.LinuxSeccomp, name string, arg0 uint64) (a Action, unknown []string, err error) {
+	if s == nil {
+		return Allow, nil, nil
+	}
+	def, err := ociAction(s.DefaultAction, s.DefaultErrnoRet)
+	if err != nil {
+		return 0, nil, fmt.Errorf("defaultAction: %w", err)
+	}
+	for i, r := range s.Syscalls {
+		if !slices.Contains(r.Names, name) {
+			continue
+		}
+		act, err := ociAction(r.Action, r.ErrnoRet)
+		if err != nil {
+			return 0, nil, fmt.Errorf("syscalls[%d]: %w", i, err)
+		}
+		if act == def {
+			// runc leaves out rules that do what the default does.
+			continue
+		}
+		m, u := ruleMatches(r, act.Allows(), arg0)
+		unknown = append(unknown, u...)
+		if m {
+			return act, unknown, nil
+		}
+	}
+	return def, unknown, nil
+}
+
+func describeRule(r specs.LinuxSyscall) string {
+	s := string(r.Action)
+	if r.ErrnoRet != nil {
+		s += fmt.Sprintf(" errno %d", *r.ErrnoRet)
+	}
+	var conds []string
+	for _, a := range r.Args {
+		c := fmt.Sprintf("arg%d %s %#x", a.Index, a.Op, a.Value)
+		if a.Op == specs.OpMaskedEqual {
+			c += fmt.Sprintf(" %#x", a.ValueTwo)
+		}
+		conds = append(conds, c)
+	}
+	if len(conds) > 0 {
+		s += " if " + strings.Join(conds, " and ")
+	}
+	return s
+}
