@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/launch"
+	"github.com/bpfgate/bpfgate/record"
 )
 
 // The fds Hold finds its two pipes on, as RunCommand passes them.
@@ -124,6 +126,9 @@ func RunCommand(cfg launch.Config, stub []string, opts Options) (*Report, int, e
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// The command's bpf(2) calls are recorded, as by bpfgate profile, so
+	// that what it used and was not delegated can be named.
+	cfg.RecordBPF = true
 	w, err := launch.Start(cfg)
 	readyW.Close()
 	goR.Close()
@@ -141,6 +146,22 @@ func RunCommand(cfg launch.Config, stub []string, opts Options) (*Report, int, e
 	}
 	done := make(chan struct{})
 	defer close(done)
+	type served struct {
+		rec *record.Record
+		err error
+	}
+	recorded := make(chan served, 1)
+	if l := w.BPFListener(); l != nil {
+		opts.recording = true
+		go func() {
+			defer l.Close()
+			// Serve returns when every task of the sandbox is gone.
+			rec, err := record.Serve(context.Background(), l)
+			recorded <- served{rec, err}
+		}()
+	} else {
+		recorded <- served{nil, errors.New("the sandbox handed over no seccomp listener")}
+	}
 	go func() {
 		for {
 			select {
@@ -154,8 +175,20 @@ func RunCommand(cfg launch.Config, stub []string, opts Options) (*Report, int, e
 	checkErr := holdAndCheck(r, w, readyR, &opts)
 	goW.Close() // the command starts
 	code, werr := w.Wait()
+	rec := <-recorded
 	if checkErr != nil {
 		return nil, code, checkErr
+	}
+	if rec.err != nil {
+		r.add(Finding{Check: CheckGap, Status: Warn, Seen: "the command's bpf(2) calls could not be recorded: " + rec.err.Error(),
+			Fix: "record them with `bpfgate profile -- CMD`"})
+	} else if rec.rec.UsedToken() {
+		f := ProfileGap(opts.Names, cfg.Delegation, rec.rec.Delegation())
+		if f.Status != OK && code != 0 {
+			// A tool stops at its first refusal: there may be more.
+			f.Fix += "; the command stopped early, so it may need more: `bpfgate profile -- CMD` records all it uses"
+		}
+		r.add(f)
 	}
 	r.add(commandFinding(args, code, werr, errTail))
 	return r, code, nil

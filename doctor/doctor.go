@@ -117,6 +117,10 @@ type Options struct {
 	// container's init: its seccomp section is evaluated too, and fixes
 	// are given as podman flags.
 	Spec *specs.Spec
+
+	// recording: bpfgate's recorder serves the process's bpf(2) user
+	// notifications (RunCommand), and lets every call continue.
+	recording bool
 }
 
 func (o *Options) fill() error {

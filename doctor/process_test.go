@@ -153,7 +153,10 @@ func TestRunCommandAllGood(t *testing.T) {
 		doctor.CheckUserNS, doctor.CheckSeccomp, doctor.CheckSocketFilter, doctor.CheckPerf, doctor.CheckCommand} {
 		expect(t, r, c, doctor.OK)
 	}
-	expect(t, r, doctor.CheckSeccomp, doctor.OK, "1 filter(s), read from the process: bpf(2) would allow")
+	// Its own filter lets bpf(2) through; the recorder's notifies.
+	expect(t, r, doctor.CheckSeccomp, doctor.OK, "2 filter(s), read from the process", "bpfgate's own recorder")
+	// The map it made was recorded, and delegated.
+	expect(t, r, doctor.CheckGap, doctor.OK, "everything used was delegated")
 	expect(t, r, doctor.CheckBPFFS, doctor.OK, "/sys/fs/bpf: delegate_cmds=map_create:prog_load:btf_load")
 	// The sysctl does not matter to token users: with unprivileged BPF off
 	// (as on this machine kind), the command made its map all the same.
@@ -166,7 +169,7 @@ func TestRunCommandAllGood(t *testing.T) {
 		order = append(order, f.Check)
 	}
 	want := []string{"kernel", "unprivileged_bpf_disabled", "lockdown", "bpffs", "token", "capabilities",
-		"user_namespace", "seccomp", "cgroup_v2", "socket_filter_probe", "perf_events", "command"}
+		"user_namespace", "seccomp", "cgroup_v2", "socket_filter_probe", "perf_events", "delegation_gap", "command"}
 	if strings.Join(order, " ") != strings.Join(want, " ") {
 		t.Errorf("order: %v", order)
 	}

@@ -73,7 +73,8 @@ func TestDoctorCommand(t *testing.T) {
 
 	// Text.
 	r = bpfgate(t, "doctor", "--profile", "demo", "--", "true")
-	if r.code != 0 || !strings.Contains(r.stdout, "ok   seccomp: 1 filter(s), read from the process: bpf(2) would allow") {
+	if r.code != 0 || !strings.Contains(r.stdout, "ok   seccomp: 2 filter(s), read from the process") ||
+		!strings.Contains(r.stdout, "bpfgate's own recorder") {
 		t.Errorf("exit %d: %s%s", r.code, r.stdout, r.stderr)
 	}
 }
@@ -117,5 +118,37 @@ func TestDoctorNoContainerTools(t *testing.T) {
 	const want = "container web: no container engine or runtime knows the container (neither podman, runc nor crun is installed)"
 	if r.code == 0 || out.Error != want {
 		t.Errorf("exit %d: %q, want %q", r.code, out.Error, want)
+	}
+}
+
+// TestDoctorProfileGap: doctor records what a real tool (bcc's runqlat)
+// does with its token and names what the profile lacks, with the flags that
+// add it; under the profile that fits, it finds no gap.
+func TestDoctorProfileGap(t *testing.T) {
+	testutil.RequireRoot(t)
+	runqlat := testutil.ToolCmd(testutil.ToolsRoot(t), "usr/sbin/runqlat-libbpf", "1", "1")
+	gap := func(out doctorOut) (status, seen, fix string) {
+		for _, f := range out.Findings {
+			if f.Check == "delegation_gap" {
+				return f.Status, f.Seen, f.Fix
+			}
+		}
+		return "", "", ""
+	}
+	out, r := doctorJSONOf(t, append([]string{"--profile", "demo", "--"}, runqlat...)...)
+	status, seen, fix := gap(out)
+	if r.code != 1 || status != "fail" || out.status("command") != "fail" {
+		t.Fatalf("exit %d, gap %q %q: %+v", r.code, status, seen, out)
+	}
+	// runqlat stops at its first refusal: the cgroup_array map it creates
+	// before any program.
+	for _, want := range []string{"cgroup_array"} {
+		if !strings.Contains(seen, want) || !strings.Contains(fix, want) {
+			t.Errorf("the gap does not name %s: seen %q, fix %q", want, seen, fix)
+		}
+	}
+	out, r = doctorJSONOf(t, append([]string{"--profile", "trace", "--"}, runqlat...)...)
+	if status, seen, _ := gap(out); r.code != 0 || status != "ok" {
+		t.Fatalf("under trace: exit %d, gap %q %q: %+v", r.code, status, seen, out)
 	}
 }
