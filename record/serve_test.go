@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strconv"
@@ -111,6 +112,13 @@ func workload(kind string) int {
 		}
 		json.NewEncoder(os.Stdout).Encode(res)
 		return 0
+	case "late":
+		// One call, then (once stdin closes) another, after the
+		// recorder's caller has stopped waiting for it.
+		res["first"] = errno(bpfAttr(cmdMapCreate, map[int]uint32{0: 1, 16: flagTokenFD}))
+		fmt.Println("first done")
+		os.Stdin.Read(make([]byte, 1))
+		res["late"] = errno(bpfAttr(cmdMapCreate, map[int]uint32{0: 2, 16: flagTokenFD}))
 	case "one":
 		res["map_create"] = errno(bpfAttr(cmdMapCreate, map[int]uint32{0: 1, 16: flagTokenFD}))
 	default:
@@ -291,5 +299,72 @@ func TestServeTaskGone(t *testing.T) {
 	}
 	if r := got.rec; r.Gone != 1 || len(r.Calls) != 0 {
 		t.Errorf("gone %d, calls %v: a dead task's call was recorded", r.Gone, r.Sorted())
+	}
+}
+
+// TestServeCancel: a cancelled Serve returns at once with what it has, even
+// though the workload lives on; the calls the workload makes afterwards
+// still continue (no hang, no ENOSYS), and the listener is released when
+// the workload ends, although the caller closed it.
+func TestServeCancel(t *testing.T) {
+	testutil.RequireRoot(t)
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdinW.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	w, err := launch.Start(launch.Config{
+		Args: []string{"/proc/self/exe"}, Env: append(os.Environ(), workloadEnv+"=late"),
+		Delegation: delegate.Set{Cmds: 1}, RecordBPF: true, Stdin: stdinR, Stdout: outW,
+	})
+	stdinR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := w.BPFListener()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan *Record, 1)
+	go func() {
+		rec, err := Serve(ctx, l)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rec
+	}()
+	line := make([]byte, len("first done\n"))
+	if _, err := io.ReadFull(outR, line); err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	cancel()
+	var rec *Record
+	select {
+	case rec = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return within 5 s of its context being cancelled")
+	}
+	l.Close()
+	if rec.Notified != 1 || len(rec.Calls) != 1 {
+		t.Errorf("the snapshot has %d notifications, %v", rec.Notified, rec.Calls)
+	}
+	stdinW.Close() // the late call
+	rest, _ := io.ReadAll(outR)
+	code, err := w.Wait()
+	if err != nil || code != 0 {
+		t.Fatalf("workload: exit %d, %v", code, err)
+	}
+	var res map[string]string
+	if err := json.Unmarshal(rest, &res); err != nil {
+		t.Fatalf("%q: %v", rest, err)
+	}
+	// Token fd 0 is no token: EBADF or EINVAL from the kernel, not ENOSYS
+	// (a call nobody answered).
+	if res["late"] == "ENOSYS" || res["late"] == "" || res["late"] != res["first"] {
+		t.Errorf("calls: %v", res)
 	}
 }

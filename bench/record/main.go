@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"maps"
 	"fmt"
 	"os"
 	"slices"
@@ -40,6 +41,7 @@ func main() {
 	}
 	n := flag.Int("n", 200000, "calls per loop")
 	rounds := flag.Int("rounds", 5, "runs of each workload, interleaved")
+	cloop := flag.String("c", "", "also time the notified call from a C workload: bench/floor/notify built here")
 	flag.Parse()
 	names, err := delegate.KernelNames()
 	if err != nil {
@@ -52,7 +54,12 @@ func main() {
 	got := map[bool]map[string][]float64{false: {}, true: {}}
 	for range *rounds {
 		for _, rec := range []bool{false, true} {
-			res, err := measure(set, rec, *n)
+			res, err := measure(set, rec, []string{"/proc/self/exe"}, workloadEnv+"="+strconv.Itoa(*n))
+			if err == nil && *cloop != "" {
+				var c map[string]float64
+				c, err = measure(set, rec, []string{*cloop, "loop", strconv.Itoa(*n), "3"}, "")
+				maps.Copy(res, c)
+			}
 			if err != nil {
 				fail(err)
 			}
@@ -63,16 +70,20 @@ func main() {
 	}
 	fmt.Printf("%d calls per loop, median of %d sandboxes each\n", *n, *rounds)
 	fmt.Printf("%-28s %12s %12s %10s %7s\n", "call", "plain ns", "recorded ns", "delta ns", "ratio")
-	for _, k := range recordbench.Kinds {
+	kinds := recordbench.Kinds
+	if *cloop != "" {
+		kinds = append(kinds, "bpf(BPF_MAP_CREATE) EINVAL, C")
+	}
+	for _, k := range kinds {
 		p, r := median(got[false][k]), median(got[true][k])
 		fmt.Printf("%-28s %12.1f %12.1f %+10.1f %7.2f\n", k, p, r, r-p, r/p)
 	}
 }
 
-func measure(set delegate.Set, rec bool, n int) (map[string]float64, error) {
+func measure(set delegate.Set, rec bool, args []string, env string) (map[string]float64, error) {
 	var stdout, stderr bytes.Buffer
-	w, err := launch.Start(launch.Config{Args: []string{"/proc/self/exe"},
-		Env:        append(os.Environ(), workloadEnv+"="+strconv.Itoa(n)),
+	w, err := launch.Start(launch.Config{Args: args,
+		Env:        append(os.Environ(), env),
 		Delegation: set, RecordBPF: rec, Stdout: &stdout, Stderr: &stderr})
 	if err != nil {
 		return nil, err
