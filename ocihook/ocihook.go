@@ -38,7 +38,7 @@ var (
 	// ErrNotAllowed means the host does not define the requested profile.
 	ErrNotAllowed = errors.New("profile not allowed by the host")
 	// ErrNoUserNS means the container shares the host's user namespace.
-	ErrNoUserNS = errors.New("the container has no user namespace of its own, so no BPF token can work in it: run it with one (podman run --userns=auto:size=65536, or --uidmap/--gidmap with a host id range no other container uses)")
+	ErrNoUserNS = errors.New("the container has no user namespace of its own, so no BPF token can work in it")
 	// ErrMissingCaps means the container cannot hold the capabilities its
 	// token needs.
 	ErrMissingCaps = errors.New("the container lacks capabilities its BPF token needs")
@@ -135,34 +135,39 @@ type Result struct {
 // Check refuses containers a token cannot work in: without a user namespace
 // of their own, without the capabilities the token needs, or with a seccomp
 // profile that fails bpf(2) (evaluated from config.json's linux.seccomp,
-// which the runtime turns into the filter).
+// which the runtime turns into the filter). Each refusal names the fix in
+// the terms of the container's caller (CallerOf its annotations).
 func Check(req *Request) error {
 	spec := req.Spec
-	if spec.Linux == nil || !slices.ContainsFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
-		return ns.Type == specs.UserNamespace
-	}) {
-		return ErrNoUserNS
+	caller := CallerOf(spec.Annotations)
+	if spec.Linux == nil || !slices.ContainsFunc(spec.Linux.Namespaces, isUserNS) {
+		return fmt.Errorf("%w: %s", ErrNoUserNS, caller.UserNSFix())
 	}
 	var bounding []string
 	if spec.Process != nil && spec.Process.Capabilities != nil {
 		bounding = spec.Process.Capabilities.Bounding
 	}
-	var missing, flags []string
-	for _, c := range req.Caps {
-		if !slices.Contains(bounding, c.String()) {
-			missing = append(missing, c.String())
-			flags = append(flags, "--cap-add "+strings.ToLower(strings.TrimPrefix(c.String(), "CAP_")))
+	var missing []string
+	for _, c := range capNames(req.Caps) {
+		if !slices.Contains(bounding, c) {
+			missing = append(missing, c)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s (podman run %s)", ErrMissingCaps, strings.Join(missing, ", "), strings.Join(flags, " "))
+		return fmt.Errorf("%w: %s (%s)", ErrMissingCaps, strings.Join(missing, ", "), caller.CapsFix(missing))
 	}
-	return CheckSeccomp(spec)
+	return checkSeccomp(spec, caller)
 }
+
+func isUserNS(ns specs.LinuxNamespace) bool { return ns.Type == specs.UserNamespace }
 
 // CheckSeccomp refuses a container whose config.json seccomp section fails
 // bpf(2), and says how to let it through.
 func CheckSeccomp(spec *specs.Spec) error {
+	return checkSeccomp(spec, CallerOf(spec.Annotations))
+}
+
+func checkSeccomp(spec *specs.Spec, caller Caller) error {
 	if spec.Linux == nil {
 		return nil
 	}
@@ -171,7 +176,7 @@ func CheckSeccomp(spec *specs.Spec) error {
 		return fmt.Errorf("%w: config.json linux.seccomp: %w", ErrSeccomp, err)
 	}
 	if !res.Allowed() {
-		return fmt.Errorf("%w (bpf(2) would %s): %s", ErrSeccomp, res, seccomp.Fix)
+		return fmt.Errorf("%w (bpf(2) would %s): %s", ErrSeccomp, res, caller.SeccompFix())
 	}
 	return nil
 }
@@ -377,7 +382,7 @@ func Mount(req *Request) (*Result, error) {
 	}
 	if err := launch.MountIntoDirContext(ctx, proc, dir, opts); err != nil {
 		if errors.Is(err, launch.ErrSharedUserNS) {
-			return nil, ErrNoUserNS
+			return nil, fmt.Errorf("%w: %s", ErrNoUserNS, CallerOf(req.Spec.Annotations).UserNSFix())
 		}
 		return nil, err
 	}

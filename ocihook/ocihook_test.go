@@ -84,6 +84,8 @@ func TestCheck(t *testing.T) {
 		{"missing caps come first", specs.Spec{Linux: &specs.Linux{Namespaces: userns, Seccomp: &specs.LinuxSeccomp{
 			DefaultAction: specs.ActErrno}}, Process: caps("CAP_BPF")}, ErrMissingCaps, ""},
 	} {
+		// As podman writes them: the fixes are podman's.
+		tc.spec.Annotations = map[string]string{"io.container.manager": "libpod"}
 		err := Check(&Request{Spec: &tc.spec, Caps: need})
 		if !errors.Is(err, tc.want) || tc.want == nil && err != nil {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
@@ -335,5 +337,63 @@ func TestSeccompAllowBPFLetsBPFThrough(t *testing.T) {
 	}
 	if err := CheckSeccomp(render(rewritten)); !errors.Is(err, ErrSeccomp) {
 		t.Errorf("bpfgate's profile without CAP_BPF: %v, want ErrSeccomp", err)
+	}
+}
+
+// TestCheckCaller: each refusal names the fix in the terms of whoever made
+// the container.
+func TestCheckCaller(t *testing.T) {
+	podman := map[string]string{"io.container.manager": "libpod", "io.kubernetes.cri-o.TTY": "false"}
+	containerd := map[string]string{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "abc"}
+	crio := map[string]string{"io.kubernetes.cri-o.ContainerType": "container", "io.kubernetes.pod.name": "p"}
+	userns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.UserNamespace}}
+	need := []delegate.Cap{unix.CAP_BPF, unix.CAP_PERFMON}
+	noUserNS := func(a map[string]string) specs.Spec {
+		return specs.Spec{Annotations: a, Linux: &specs.Linux{}, Process: &specs.Process{}}
+	}
+	noCaps := func(a map[string]string) specs.Spec {
+		return specs.Spec{Annotations: a, Linux: &specs.Linux{Namespaces: userns},
+			Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_PERFMON"}}}}
+	}
+	blocked := func(a map[string]string) specs.Spec {
+		return specs.Spec{Annotations: a, Linux: &specs.Linux{Namespaces: userns, Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActErrno}},
+			Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_PERFMON", "CAP_BPF"}}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		spec   specs.Spec
+		caller Caller
+		want   error
+		msg    string
+	}{
+		{"podman userns", noUserNS(podman), Podman, ErrNoUserNS, "podman run --userns=auto"},
+		{"podman caps", noCaps(podman), Podman, ErrMissingCaps, "CAP_BPF (podman run --cap-add bpf)"},
+		{"podman seccomp", blocked(podman), Podman, ErrSeccomp, "--security-opt seccomp=/etc/bpfgate/seccomp.json"},
+		{"containerd userns", noUserNS(containerd), Kubernetes, ErrNoUserNS, "set hostUsers: false in the pod spec"},
+		{"containerd caps", noCaps(containerd), Kubernetes, ErrMissingCaps, `CAP_BPF (in the container spec, securityContext.capabilities.add: ["BPF"])`},
+		{"containerd seccomp", blocked(containerd), Kubernetes, ErrSeccomp, "securityContext.seccompProfile.type: RuntimeDefault"},
+		{"cri-o userns", noUserNS(crio), Kubernetes, ErrNoUserNS, "hostUsers: false"},
+		{"cri-o caps", noCaps(crio), Kubernetes, ErrMissingCaps, `capabilities.add: ["BPF"]`},
+		{"runc userns", noUserNS(nil), Runc, ErrNoUserNS, `add {"type": "user"} to linux.namespaces, and linux.uidMappings and linux.gidMappings`},
+		{"runc caps", noCaps(nil), Runc, ErrMissingCaps, `CAP_BPF (in config.json, add "CAP_BPF" to process.capabilities.bounding, .effective and .permitted)`},
+		{"runc seccomp", blocked(nil), Runc, ErrSeccomp, `put {"names": ["bpf"], "action": "SCMP_ACT_ALLOW"} first in linux.seccomp.syscalls`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := CallerOf(tc.spec.Annotations); got != tc.caller {
+				t.Errorf("caller %v, want %v", got, tc.caller)
+			}
+			err := Check(&Request{Spec: &tc.spec, Caps: need})
+			if !errors.Is(err, tc.want) || err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("got %v, want %v saying %q", err, tc.want, tc.msg)
+			}
+			// No other caller's fix leaks in.
+			foreign := map[Caller][]string{Podman: {"hostUsers", "securityContext", "config.json"},
+				Kubernetes: {"podman", "config.json"}, Runc: {"podman", "hostUsers", "securityContext"}}
+			for _, w := range foreign[tc.caller] {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("%v also says %q", err, w)
+				}
+			}
+		})
 	}
 }
