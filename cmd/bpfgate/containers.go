@@ -178,8 +178,13 @@ type cdiWrittenJSON struct {
 	Devices []string `json:"devices"` // qualified names: bpfgate.dev/bpf=PROFILE
 }
 
-// HooksDirDefault is where podman and CRI-O look for OCI hooks.d entries.
-const hooksDirDefault = "/usr/share/containers/oci/hooks.d/bpfgate.json"
+// hooksDirDefault is where podman and CRI-O look for OCI hooks.d entries;
+// hooksDirPrecreate is the precreate entry, next to it (podman's default
+// hooks_dir).
+const (
+	hooksDirDefault   = "/usr/share/containers/oci/hooks.d/bpfgate.json"
+	hooksDirPrecreate = "/usr/share/containers/oci/hooks.d/bpfgate-precreate.json"
+)
 
 // hooksDirEntry is the hooks.d 1.0.0 schema of containers/common.
 type hooksDirEntry struct {
@@ -217,16 +222,29 @@ namespace of its own and the capabilities the token needs.`,
 	fl.DurationVar(&timeout, "timeout", 5*time.Second, "bound on each step of the mount")
 
 	var (
-		output string
-		hf     hookFlags
+		output, stage string
+		hf            hookFlags
 	)
 	hooksd := &cobra.Command{
 		Use:   "hooks-d",
 		Short: "Write an OCI hooks.d entry that runs the hook for annotated containers",
-		Long: `Write a hooks.d entry (podman --hooks-dir, CRI-O hooks_dir) that runs
-'bpfgate oci-hook' at the createRuntime stage for every container annotated
-with ` + ocihook.ProfileAnnotation + `=PROFILE. For runtimes without CDI.`,
-		Example: `  bpfgate oci-hook hooks-d
+		Long: `Write a hooks.d entry (podman --hooks-dir, CRI-O hooks_dir) that runs bpfgate
+for every container annotated with ` + ocihook.ProfileAnnotation + `=PROFILE.
+
+--stage createRuntime (the default) runs 'bpfgate oci-hook', which mounts the
+profile's bpffs; the container needs a user namespace, CAP_BPF and a seccomp
+profile that lets bpf(2) through (podman: --cap-add bpf --security-opt
+seccomp=...). For runtimes without CDI.
+
+--stage precreate (podman only) runs 'bpfgate oci-hook precreate', which adds
+the capabilities, the bpf(2) seccomp rule and the createRuntime hook to the
+container's config itself: podman then needs no flag but a user namespace.
+Tools that read hooks.d but do not run precreate hooks (CRI-O, buildah) may
+reject the entry: keep it in a directory only podman reads if they share one.`,
+		Example: `  bpfgate oci-hook hooks-d --stage precreate
+  podman run --userns=auto --annotation io.bpfgate.profile=demo IMAGE
+
+  bpfgate oci-hook hooks-d
   podman run --annotation io.bpfgate.profile=demo --cap-add bpf --userns=auto:size=65536 IMAGE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -235,8 +253,18 @@ with ` + ocihook.ProfileAnnotation + `=PROFILE. For runtimes without CDI.`,
 				return err
 			}
 			timeout := cdi.HookTimeout
-			e := hooksDirEntry{Version: "1.0.0", Stages: []string{ocihook.Stage},
+			e := hooksDirEntry{Version: "1.0.0", Stages: []string{stage},
 				Hook: specs.Hook{Path: hook.Path, Args: hook.HookArgs(""), Env: hook.Env, Timeout: &timeout}}
+			switch stage {
+			case ocihook.Stage:
+			case ocihook.PrecreateStage:
+				e.Hook.Args = append([]string{"bpfgate", "oci-hook", "precreate"}, hook.Args...)
+				if !cmd.Flags().Changed("output") {
+					output = hooksDirPrecreate
+				}
+			default:
+				return fmt.Errorf("--stage %q: want %s or %s", stage, ocihook.Stage, ocihook.PrecreateStage)
+			}
 			e.When.Annotations = map[string]string{"^" + strings.ReplaceAll(ocihook.ProfileAnnotation, ".", `\.`) + "$": ".+"}
 			data, err := json.MarshalIndent(e, "", "  ")
 			if err != nil {
@@ -248,8 +276,43 @@ with ` + ocihook.ProfileAnnotation + `=PROFILE. For runtimes without CDI.`,
 			return g.printNull()
 		},
 	}
-	hooksd.Flags().StringVarP(&output, "output", "o", hooksDirDefault, "where to write the entry (- for stdout)")
+	hooksd.Flags().StringVarP(&output, "output", "o", hooksDirDefault, "where to write the entry (- for stdout; default "+hooksDirPrecreate+" with --stage precreate)")
+	hooksd.Flags().StringVar(&stage, "stage", ocihook.Stage, "the stage: "+ocihook.Stage+" (mount the bpffs) or "+ocihook.PrecreateStage+" (podman: also add the capabilities and the seccomp rule)")
 	hf.register(hooksd)
+	var preLog string
+	precreate := &cobra.Command{
+		Use:   "precreate",
+		Short: "The podman precreate hook: give an annotated container what its BPF token needs",
+		Long: `Run by podman (a hooks.d entry at the precreate stage) with the container's
+OCI config on standard input; prints the config the runtime is to use. For a
+container annotated ` + ocihook.ProfileAnnotation + `=PROFILE whose profile the host allows
+and that has a user namespace of its own, it adds the profile's capabilities
+(as --cap-add would), a rule allowing bpf(2) in front of its seccomp filter,
+and the createRuntime hook ('bpfgate oci-hook') that mounts the profile's
+bpffs, unless one is there. It never adds a user namespace. A container it
+cannot help gets only the createRuntime hook, which refuses it with a
+message podman shows (podman does not show what a precreate hook writes).
+Any other container's config comes out byte for byte as it came in.`,
+		Example: `  bpfgate oci-hook hooks-d --stage precreate
+  podman run --userns=auto --annotation io.bpfgate.profile=demo IMAGE`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			hook, err := (&hookFlags{log: preLog}).hook(g)
+			if err != nil {
+				return err
+			}
+			timeout := cdi.HookTimeout
+			out, res, err := ocihook.Precreate(os.Stdin, ocihook.PrecreateOptions{Policy: g.policy,
+				Hook: &specs.Hook{Path: hook.Path, Args: hook.HookArgs(""), Env: hook.Env, Timeout: &timeout}})
+			logPrecreate(preLog, res, err)
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(out)
+			return err
+		},
+	}
+	precreate.Flags().StringVar(&preLog, "log", "", "also append a JSON line per annotated container to this file (and make the createRuntime hook log there)")
 	var base, seccompOut string
 	seccomp := &cobra.Command{
 		Use:   "seccomp",
@@ -280,7 +343,7 @@ with seccomp_profile in containers.conf.`,
 	}
 	seccomp.Flags().StringVar(&base, "base", ocihook.DefaultSeccompBase, "the profile to start from")
 	seccomp.Flags().StringVarP(&seccompOut, "output", "o", "/etc/bpfgate/seccomp.json", "where to write it (- for stdout)")
-	cmd.AddCommand(hooksd, seccomp)
+	cmd.AddCommand(hooksd, seccomp, precreate)
 	return cmd
 }
 
@@ -318,6 +381,49 @@ func logHook(path string, res *ocihook.Result, err error) {
 	}
 	if err != nil {
 		entry.Error = err.Error()
+	}
+	data, jerr := json.Marshal(entry)
+	if jerr != nil {
+		return
+	}
+	f, ferr := atomicfile.OpenLog(path)
+	if ferr != nil {
+		fmt.Fprintf(os.Stderr, "bpfgate: %v\n", ferr)
+		return
+	}
+	defer f.Close()
+	_, _ = f.Write(append(data, '\n'))
+}
+
+// logPrecreate says on stderr what the precreate hook did (podman discards
+// it; a person running the hook by hand sees it) and appends a JSON line to
+// the log file when one is asked for. Containers without the annotation are
+// not logged.
+func logPrecreate(path string, res *ocihook.PrecreateResult, err error) {
+	if res != nil && res.Profile == "" {
+		return
+	}
+	entry := struct {
+		Time  time.Time `json:"time"`
+		Stage string    `json:"stage"`
+		*ocihook.PrecreateResult
+		Refused string `json:"refused,omitempty"`
+		Error   string `json:"error,omitempty"`
+	}{Time: time.Now().UTC(), Stage: ocihook.PrecreateStage, PrecreateResult: res}
+	switch {
+	case err != nil:
+		entry.Error = err.Error()
+	case res.Refused != nil:
+		entry.Refused = res.Refused.Error()
+		fmt.Fprintf(os.Stderr, "bpfgate: profile %s: no rights added: %v (the createRuntime hook refuses the container)\n", res.Profile, res.Refused)
+	default:
+		fmt.Fprintf(os.Stderr, "bpfgate: profile %s: added caps %v, seccomp rule %v, createRuntime hook %v\n", res.Profile, res.Caps, res.Seccomp, res.Hook)
+	}
+	if path == "" {
+		return
+	}
+	if entry.PrecreateResult == nil {
+		entry.PrecreateResult = &ocihook.PrecreateResult{}
 	}
 	data, jerr := json.Marshal(entry)
 	if jerr != nil {
