@@ -1,12 +1,14 @@
 package ocihook
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/seccomp"
 )
+
+// The fixes use no double quotes: runc's log escapes them, and the
+// Kubernetes ones are valid YAML without.
 
 // Caller is what made the container's config.json, as far as its
 // annotations tell. A refusal names the fix in the caller's own terms: pod
@@ -69,7 +71,7 @@ func (c Caller) UserNSFix() string {
 	case Kubernetes:
 		return "set hostUsers: false in the pod spec (Kubernetes user namespaces; the node's runtime must support them, e.g. containerd 2 with runc 1.2 or later)"
 	}
-	return `give it one in config.json: add {"type": "user"} to linux.namespaces, and linux.uidMappings and linux.gidMappings with a host id range no other container uses`
+	return "give it one in config.json: add a namespace of type user to linux.namespaces, and linux.uidMappings and linux.gidMappings with a host id range no other container uses"
 }
 
 // CapsFix says how the caller adds caps to a container.
@@ -83,14 +85,11 @@ func (c Caller) CapsFix(caps []string) string {
 		return "podman run " + strings.Join(words, " ")
 	case Kubernetes:
 		for _, name := range caps {
-			words = append(words, fmt.Sprintf("%q", strings.TrimPrefix(name, "CAP_")))
+			words = append(words, strings.TrimPrefix(name, "CAP_"))
 		}
 		return "in the container spec, securityContext.capabilities.add: [" + strings.Join(words, ", ") + "]"
 	}
-	for _, name := range caps {
-		words = append(words, fmt.Sprintf("%q", name))
-	}
-	return "in config.json, add " + strings.Join(words, ", ") + " to process.capabilities.bounding, .effective and .permitted"
+	return "in config.json, add " + strings.Join(caps, ", ") + " to process.capabilities.bounding, .effective and .permitted"
 }
 
 // SeccompFix says how the caller lets bpf(2) through the container's
@@ -102,7 +101,7 @@ func (c Caller) SeccompFix() string {
 	case Kubernetes:
 		return "give the container a seccomp profile that allows bpf(2) with CAP_BPF: securityContext.seccompProfile.type: RuntimeDefault on containerd (its default profile allows it), or a Localhost profile with a rule that allows bpf"
 	}
-	return `in config.json, put {"names": ["bpf"], "action": "SCMP_ACT_ALLOW"} first in linux.seccomp.syscalls`
+	return "in config.json, put a rule with names [bpf] and action SCMP_ACT_ALLOW first in linux.seccomp.syscalls"
 }
 
 // capNames are the names of caps, as config.json writes them.

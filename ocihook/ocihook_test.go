@@ -370,13 +370,13 @@ func TestCheckCaller(t *testing.T) {
 		{"podman caps", noCaps(podman), Podman, ErrMissingCaps, "CAP_BPF (podman run --cap-add bpf)"},
 		{"podman seccomp", blocked(podman), Podman, ErrSeccomp, "--security-opt seccomp=/etc/bpfgate/seccomp.json"},
 		{"containerd userns", noUserNS(containerd), Kubernetes, ErrNoUserNS, "set hostUsers: false in the pod spec"},
-		{"containerd caps", noCaps(containerd), Kubernetes, ErrMissingCaps, `CAP_BPF (in the container spec, securityContext.capabilities.add: ["BPF"])`},
+		{"containerd caps", noCaps(containerd), Kubernetes, ErrMissingCaps, "CAP_BPF (in the container spec, securityContext.capabilities.add: [BPF])"},
 		{"containerd seccomp", blocked(containerd), Kubernetes, ErrSeccomp, "securityContext.seccompProfile.type: RuntimeDefault"},
 		{"cri-o userns", noUserNS(crio), Kubernetes, ErrNoUserNS, "hostUsers: false"},
-		{"cri-o caps", noCaps(crio), Kubernetes, ErrMissingCaps, `capabilities.add: ["BPF"]`},
-		{"runc userns", noUserNS(nil), Runc, ErrNoUserNS, `add {"type": "user"} to linux.namespaces, and linux.uidMappings and linux.gidMappings`},
-		{"runc caps", noCaps(nil), Runc, ErrMissingCaps, `CAP_BPF (in config.json, add "CAP_BPF" to process.capabilities.bounding, .effective and .permitted)`},
-		{"runc seccomp", blocked(nil), Runc, ErrSeccomp, `put {"names": ["bpf"], "action": "SCMP_ACT_ALLOW"} first in linux.seccomp.syscalls`},
+		{"cri-o caps", noCaps(crio), Kubernetes, ErrMissingCaps, "capabilities.add: [BPF]"},
+		{"runc userns", noUserNS(nil), Runc, ErrNoUserNS, "add a namespace of type user to linux.namespaces, and linux.uidMappings and linux.gidMappings"},
+		{"runc caps", noCaps(nil), Runc, ErrMissingCaps, "CAP_BPF (in config.json, add CAP_BPF to process.capabilities.bounding, .effective and .permitted)"},
+		{"runc seccomp", blocked(nil), Runc, ErrSeccomp, "put a rule with names [bpf] and action SCMP_ACT_ALLOW first in linux.seccomp.syscalls"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := CallerOf(tc.spec.Annotations); got != tc.caller {

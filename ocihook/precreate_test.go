@@ -128,7 +128,7 @@ func TestPrecreate(t *testing.T) {
 		{name: "no user namespace", in: config("demo", false, false), opts: opts, hook: true, refused: ErrNoUserNS,
 			msg: "podman run --userns=auto"},
 		{name: "no user namespace, runc", in: edit(config("demo", false, false), `"io.container.manager":"libpod",`, ""), opts: opts,
-			hook: true, refused: ErrNoUserNS, msg: `add {"type": "user"} to linux.namespaces`},
+			hook: true, refused: ErrNoUserNS, msg: "add a namespace of type user to linux.namespaces"},
 		{name: "user namespace without mappings", in: config("demo", true, false), opts: opts, hook: true, refused: ErrNoUserNS},
 		{name: "profile not allowed", in: config("trace", true, true), opts: opts, hook: true, refused: ErrNotAllowed,
 			msg: `unknown profile "trace" (known: demo, xdp)`},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -217,5 +218,57 @@ func mustSymlink(t *testing.T, target, link string) {
 	t.Helper()
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOCIHookPrecreate: the hooks.d entry runs the precreate command, which
+// passes an unannotated config through untouched and hands an annotated
+// one the createRuntime hook, with the same config file.
+func TestOCIHookPrecreate(t *testing.T) {
+	policy := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(policy, []byte("profiles:\n  counter:\n    cmds: [map_create]\n    maps: [hash]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := bpfgateIn(t, "", "--config", policy, "oci-hook", "hooks-d", "--stage", "precreate", "-o", "-")
+	var entry hooksDirEntry
+	if err := json.Unmarshal([]byte(r.stdout), &entry); err != nil || r.code != 0 {
+		t.Fatalf("hooks-d: %v %+v", err, r)
+	}
+	if !slices.Equal(entry.Stages, []string{"precreate"}) || !slices.Equal(entry.Hook.Args[:3], []string{"bpfgate", "oci-hook", "precreate"}) ||
+		!slices.Contains(entry.Hook.Args, policy) || entry.When.Annotations[`^io\.bpfgate\.profile$`] != ".+" {
+		t.Errorf("entry %+v", entry)
+	}
+	if r := bpfgateIn(t, "", "oci-hook", "hooks-d", "--stage", "prestart", "-o", "-"); r.code == 0 || !strings.Contains(r.stderr, "want createRuntime or precreate") {
+		t.Errorf("--stage prestart: %+v", r)
+	}
+
+	plain := "{\"ociVersion\": \"1.0.2\",  \"annotations\": {\"a\": \"b\"}}\n"
+	if r := bpfgateIn(t, plain, "--config", policy, "oci-hook", "precreate"); r.code != 0 || r.stdout != plain {
+		t.Errorf("unannotated: %+v", r)
+	}
+	annotated := `{"ociVersion":"1.0.2","annotations":{"io.bpfgate.profile":"counter"},"process":{"user":{"uid":0,"gid":0}},` +
+		`"linux":{"namespaces":[{"type":"user"}],"uidMappings":[{"containerID":0,"hostID":100000,"size":65536}]}}`
+	r = bpfgateIn(t, annotated, "--config", policy, "oci-hook", "precreate")
+	var spec struct {
+		Process struct {
+			Capabilities struct{ Bounding []string }
+		}
+		Hooks struct{ CreateRuntime []struct{ Args []string } }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &spec); err != nil || r.code != 0 {
+		t.Fatalf("annotated: %v %+v", err, r)
+	}
+	if !slices.Contains(spec.Process.Capabilities.Bounding, "CAP_BPF") || len(spec.Hooks.CreateRuntime) != 1 ||
+		!slices.Equal(spec.Hooks.CreateRuntime[0].Args, []string{"bpfgate", "oci-hook", "--config", policy}) {
+		t.Errorf("annotated: %s", r.stdout)
+	}
+	// A profile the host does not define: only the hook, which refuses it.
+	r = bpfgateIn(t, strings.Replace(annotated, "counter", "net", 1), "--config", policy, "oci-hook", "precreate")
+	if r.code != 0 || strings.Contains(r.stdout, "CAP_BPF") || !strings.Contains(r.stdout, `"createRuntime"`) ||
+		!strings.Contains(r.stderr, `unknown profile "net" (known: counter)`) {
+		t.Errorf("not allowed: %+v", r)
+	}
+	if r := bpfgateIn(t, "null", "oci-hook", "precreate"); r.code == 0 || r.stdout != "" {
+		t.Errorf("null: %+v", r)
 	}
 }

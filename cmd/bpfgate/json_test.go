@@ -21,7 +21,7 @@ import (
 var nonReporting = map[string]bool{
 	"bpfgate run": true, "bpfgate mount": true, "bpfgate pin": true, "bpfgate unpin": true,
 	"bpfgate mv": true, "bpfgate oci-hook": true, "bpfgate oci-hook hooks-d": true,
-	"bpfgate oci-hook seccomp": true, "bpfgate man": true, "bpfgate doctor-hold": true,
+	"bpfgate oci-hook seccomp": true, "bpfgate oci-hook precreate": true, "bpfgate man": true, "bpfgate doctor-hold": true,
 }
 
 // TestEveryReportingCommandPrintsJSON runs every reporting command with

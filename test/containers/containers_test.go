@@ -351,7 +351,7 @@ func TestPodmanRefusals(t *testing.T) {
 		want  string
 	}{
 		{"no user namespace", []string{"--cap-add", "bpf", "--device", "bpfgate.dev/bpf=demo"},
-			"has no user namespace of its own"},
+			"has no user namespace of its own, so no BPF token can work in it: run it with one: podman run --userns=auto"},
 		{"no CAP_BPF", []string{autoUserNS, "--device", "bpfgate.dev/bpf=demo"},
 			"lacks capabilities its BPF token needs: CAP_BPF (podman run --cap-add bpf)"},
 		{"xdp without CAP_NET_ADMIN", append(e.userns(), "--device", "bpfgate.dev/bpf=xdp"),
