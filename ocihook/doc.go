@@ -12,6 +12,14 @@
 // mounts the profile's bpffs on the container's rootfs through
 // launch.MountIntoDir. The profile comes from the hook's arguments (a CDI
 // device) or from the io.bpfgate.profile annotation (an OCI hooks.d entry).
+// Refusals name the fix in the terms of the container's caller (CallerOf:
+// podman, Kubernetes, plain runc).
+//
+// Precreate is podman's precreate hook (hooks.d): for a container annotated
+// with a profile it adds to the OCI config what podman would otherwise need
+// flags for (the profile's capabilities, a bpf(2) seccomp rule, the
+// createRuntime hook), editing the JSON so that everything else comes out
+// as it went in. It never adds a user namespace.
 //
 // Before pivot_root the init process's root is still the host's, so the
 // profile's path is never resolved from it: the hook opens the rootfs
