@@ -45,6 +45,7 @@ go build -o "$testsum/testsum" ./internal/cmd/testsum
 ./delegate FuzzParseCaps 100000x
 ./record FuzzDecode 100000x
 ./internal/seccomp FuzzFilter 100000x
+./ocihook FuzzPrecreate 20000x
 EOF
 	exit $status
 } | "$testsum/testsum"
