@@ -138,9 +138,10 @@ func (s *server) loop(fd int, sizes sys.SeccompNotifSizes) error {
 	for {
 		clear(buf)
 		// One round: receive, read the attr, check the call still
-		// waits, let it continue. A test hook goes between the read
-		// and the check.
-		r := sys.NotifRecvRead(fd, bytes, unix.SYS_BPF, nativeArch, s.attr[:], testHookRead == nil)
+		// waits, note it, let it continue. The note comes before the
+		// answer: once answered, the workload may act on the call's
+		// result, and a snapshot taken then must hold it.
+		r := sys.NotifRecvRead(fd, bytes, unix.SYS_BPF, nativeArch, s.attr[:])
 		switch r.Recv {
 		case nil:
 		case unix.EINTR:
@@ -157,14 +158,12 @@ func (s *server) loop(fd int, sizes sys.SeccompNotifSizes) error {
 			return fmt.Errorf("%w: receive: %w", ErrListener, r.Recv)
 		}
 		n := (*sys.SeccompNotif)(unsafe.Pointer(&buf[0]))
-		if testHookRead != nil {
-			if !r.Foreign {
-				testHookRead(n.Pid)
-			}
-			a := sys.NotifAnswer(fd, bytes)
-			r.Valid, r.Send = a.Valid, a.Send
+		if testHookRead != nil && !r.Foreign {
+			testHookRead(n.Pid)
 		}
+		r.Valid = sys.NotifIDValid(fd, n.ID)
 		s.note(n, r)
+		r.Send = sys.NotifSend(fd, &sys.SeccompNotifResp{ID: n.ID, Flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE})
 		switch r.Send {
 		case nil, unix.ENOENT: // ENOENT: the task is gone, nobody to answer
 		default:
