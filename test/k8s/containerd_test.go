@@ -3,6 +3,7 @@ package k8s
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -104,7 +105,7 @@ func StartContainerd(tb testing.TB, dir string) (*Containerd, error) {
 		Socket:       filepath.Join(dir, "containerd.sock"),
 		CDIDir:       filepath.Join(dir, "cdi"),
 		NRISocket:    filepath.Join(dir, "nri.sock"),
-		CgroupParent: "/bpfgate-k8s-" + filepath.Base(dir),
+		CgroupParent: fmt.Sprintf("/bpfgate-k8s-%x", sha256.Sum256([]byte(dir)))[:len("/bpfgate-k8s-")+16],
 		bin:          map[string]string{},
 		log:          filepath.Join(dir, "containerd.log"),
 	}
@@ -358,25 +359,53 @@ func (c *Containerd) processes() []int {
 	return pids
 }
 
-// removeCgroups removes CgroupParent from every hierarchy, once the pods
-// below it are gone.
+// removeCgroups removes CgroupParent from every hierarchy, killing what
+// still runs in it (nothing, when the pods were removed).
 func (c *Containerd) removeCgroups() []string {
 	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", c.CgroupParent))
-	more, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", c.CgroupParent))
+	if d := filepath.Join("/sys/fs/cgroup", c.CgroupParent); isDir(d) {
+		dirs = append(dirs, d)
+	}
 	var left []string
-	for _, d := range append(dirs, more...) {
-		// Children first: runc removes its own, but a killed pod's may stay.
-		subs, _ := filepath.Glob(filepath.Join(d, "*"))
-		for _, s := range subs {
-			if fi, err := os.Stat(s); err == nil && fi.IsDir() {
-				os.Remove(s)
+	for _, d := range dirs {
+		var subs []string
+		filepath.WalkDir(d, func(path string, de os.DirEntry, err error) error {
+			if err == nil && de.IsDir() {
+				subs = append(subs, path)
 			}
-		}
-		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-			left = append(left, "cgroup "+err.Error())
+			return nil
+		})
+		// Deepest first.
+		for i := len(subs) - 1; i >= 0; i-- {
+			if err := removeCgroup(subs[i]); err != nil {
+				left = append(left, "cgroup "+err.Error())
+			}
 		}
 	}
 	return left
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
+// removeCgroup kills the processes in a cgroup and removes it.
+func removeCgroup(dir string) error {
+	var err error
+	for i := 0; i < 50; i++ {
+		data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		for _, f := range strings.Fields(string(data)) {
+			if pid, perr := strconv.Atoi(f); perr == nil {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+		if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
 }
 
 // mounts lists the host's mounts below Dir.

@@ -230,17 +230,36 @@ func (e *env) output(t *testing.T, s *started) string {
 	return strings.Join(out, "\n")
 }
 
-// check runs ebpfcheck in a pod and decodes its report.
+// check runs ebpfcheck in a pod and decodes its report, after checking
+// that the container runs in the user namespace its pod config asks for.
 func (e *env) check(t *testing.T, p pod) map[string]string {
 	t.Helper()
-	s, err := e.start(t, e.configs(t, p))
+	p.command = []string{"/bin/sh", "-c", "cat /proc/self/uid_map; exec /bin/ebpfcheck"}
+	dir := e.configs(t, p)
+	s, err := e.start(t, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.remove(t, s)
 	out := e.output(t, s)
+	uidMap, report, _ := strings.Cut(out, "\n")
+	var pc podConfig
+	data, err := os.ReadFile(filepath.Join(dir, "pod.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &pc)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "0 0 4294967295"
+	if ids := pc.Linux.SecurityContext.NamespaceOptions.UsernsOptions.Uids; len(ids) == 1 {
+		want = fmt.Sprintf("0 %d %d", ids[0].HostID, ids[0].Length)
+	}
+	if got := strings.Join(strings.Fields(uidMap), " "); got != want {
+		t.Errorf("the container's uid_map is %q, want %q", got, want)
+	}
 	var res map[string]string
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
+	if err := json.Unmarshal([]byte(report), &res); err != nil {
 		t.Fatalf("ebpfcheck: %v: %q", err, out)
 	}
 	return res
