@@ -112,7 +112,7 @@ func StartContainerd(tb testing.TB, dir string) (*Containerd, error) {
 	for _, b := range k8sBins {
 		c.bin[b] = testutil.K8sBin(tb, b)
 	}
-	for _, d := range []string{"cdi", "cni-bin", "cni-conf", "nri/plugins", "nri/conf.d", "root", "state", "logs"} {
+	for _, d := range []string{"cdi", "cni-bin", "cni-conf", "nri/plugins", "nri/conf.d", "root", "state"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}

@@ -346,7 +346,7 @@ func TestCRIRefusals(t *testing.T) {
 // the ratio of the medians (target: at most 1.05).
 func TestCRIPodStart(t *testing.T) {
 	e := setup(t)
-	const rounds = 8
+	const rounds = 10
 	var with, without []time.Duration
 	for i := 0; i < rounds; i++ {
 		for _, dev := range []bool{i%2 == 0, i%2 != 0} {
