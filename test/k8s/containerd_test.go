@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -237,9 +238,15 @@ func (c *Containerd) start() error {
 	}
 	c.exited = make(chan error, 1)
 	go func() { c.exited <- c.cmd.Wait() }()
-	if c.mountNS, err = nsInode(c.cmd.Process.Pid, "mnt"); err != nil {
+	// Stop kills whatever is left in this namespace: it must not be ours.
+	ns, err := nsInode(c.cmd.Process.Pid, "mnt")
+	if err != nil {
 		return err
 	}
+	if own, err := nsInode(os.Getpid(), "mnt"); err != nil || own == ns {
+		return fmt.Errorf("containerd did not get a mount namespace of its own (%v)", err)
+	}
+	c.mountNS = ns
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := c.ctr("version"); err == nil {
@@ -345,6 +352,9 @@ func (c *Containerd) Stop() []string {
 
 // processes lists the processes in containerd's mount namespace.
 func (c *Containerd) processes() []int {
+	if own, err := nsInode(os.Getpid(), "mnt"); c.mountNS == 0 || err != nil || own == c.mountNS {
+		return nil // never the test's own namespace
+	}
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
@@ -419,4 +429,60 @@ func (c *Containerd) mounts() []string {
 		left = append(left, "mount "+m.Mountpoint)
 	}
 	return left
+}
+
+// TestContainerdIsolation: while a pod runs, nothing of the harness's
+// containerd shows on the host: no mount below its directory or on
+// runDir, nothing in runDir, the pod's network namespace under its state
+// directory; its NRI socket is there for NRI plugins.
+func TestContainerdIsolation(t *testing.T) {
+	e := setup(t)
+	s, err := e.start(t, e.configs(t, pod{command: []string{"/bin/sleep", "60"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.remove(t, s)
+
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return !strings.HasPrefix(m.Mountpoint, e.dir+"/") && m.Mountpoint != runDir, false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		t.Errorf("host mount: %s (%s)", m.Mountpoint, m.FSType)
+	}
+	if entries, err := os.ReadDir(runDir); err != nil {
+		t.Errorf("%s: %v (it must exist while a harness runs)", runDir, err)
+	} else if len(entries) > 0 {
+		t.Errorf("%s on the host has %d entries, e.g. %s", runDir, len(entries), entries[0].Name())
+	}
+	if fi, err := os.Stat(e.cd.NRISocket); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("NRI socket %s: %v", e.cd.NRISocket, err)
+	}
+	out, err := e.cd.Crictl("inspectp", "--output", "json", s.pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Info struct {
+			RuntimeSpec struct {
+				Linux struct {
+					Namespaces []struct{ Type, Path string }
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatal(err)
+	}
+	netns := ""
+	for _, ns := range info.Info.RuntimeSpec.Linux.Namespaces {
+		if ns.Type == "network" {
+			netns = ns.Path
+		}
+	}
+	if !strings.HasPrefix(netns, e.cd.Dir+"/") {
+		t.Errorf("the pod's network namespace is %q, not under %s", netns, e.cd.Dir)
+	}
 }
