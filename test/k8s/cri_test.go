@@ -208,8 +208,7 @@ func (e *env) output(t *testing.T, s *started) string {
 		}
 		var st struct {
 			Status struct {
-				State    string `json:"state"`
-				ExitCode int    `json:"exitCode"`
+				State string `json:"state"`
 			} `json:"status"`
 		}
 		if err := json.Unmarshal([]byte(out), &st); err != nil {

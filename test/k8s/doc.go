@@ -13,6 +13,11 @@
 // and import with ctr: no registry. Pods and containers are made with
 // crictl from JSON configs the tests write.
 //
+// A kubelet joins by pointing --container-runtime-endpoint at
+// Containerd.Endpoint() (its pods then go below kubelet's own cgroup root,
+// which its harness must remove); an NRI plugin connects to
+// Containerd.NRISocket; a device's CDI spec goes in Containerd.CDIDir.
+//
 // After the last test the harness removes every pod, stops containerd and
 // its shims, removes the cgroups its pods had, and fails the run if a mount,
 // process or directory of its own is left.
