@@ -1,0 +1,24 @@
+// Package k8s holds the end-to-end tests of bpfgate under Kubernetes'
+// container runtime interface: real containerd, runc and crictl (and, as
+// they come, kubelet, the API server and CRI-O), all built at pinned
+// versions by scripts/k8s-build.sh and found with testutil.K8sBin.
+//
+// The harness starts a containerd of the run's own: its root, state,
+// socket, CDI spec directory, NRI socket and configuration live in a
+// temporary directory, and it runs in a mount namespace of its own with a
+// private tmpfs on /run/containerd (where containerd puts shim sockets and
+// FIFOs whatever its configuration says), so its mounts and sockets never
+// appear on the host. Images are OCI archives the tests write themselves
+// (busybox-static and the cilium/ebpf check program internal/cmd/ebpfcheck)
+// and import with ctr: no registry. Pods and containers are made with
+// crictl from JSON configs the tests write.
+//
+// A kubelet joins by pointing --container-runtime-endpoint at
+// Containerd.Endpoint() (its pods then go below kubelet's own cgroup root,
+// which its harness must remove); an NRI plugin connects to
+// Containerd.NRISocket; a device's CDI spec goes in Containerd.CDIDir.
+//
+// After the last test the harness removes every pod, stops containerd and
+// its shims, removes the cgroups its pods had, and fails the run if a mount,
+// process or directory of its own is left.
+package k8s
