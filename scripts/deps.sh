@@ -34,6 +34,19 @@ tools_root() {
 	return 0
 }
 
+# The Kubernetes and container runtime binaries test/k8s runs (containerd,
+# runc, crictl, kubelet, API server, etcd, CRI-O) at pinned versions, built
+# from the Go module proxy (scripts/k8s-build.sh): about 10 minutes cold,
+# cached under /var/cache/bpfgate-ci afterwards.
+k8s_bins() {
+	[ "$(id -u)" -eq 0 ] || return 0
+	if ! "$(dirname "$0")/k8s-build.sh" >/dev/null; then
+		echo "deps: could not build the Kubernetes components (scripts/k8s-build.sh); the test/k8s tests skip"
+		[ "${CI:-}" = true ] && exit 1
+	fi
+	return 0
+}
+
 installed() { dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'; }
 
 missing=()
@@ -49,6 +62,7 @@ for p in "${!minimum[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ] && [ ${#newer[@]} -eq 0 ]; then
 	tools_root
+	k8s_bins
 	exit 0
 fi
 
@@ -79,3 +93,4 @@ if [ ${#newer[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${backports[@]}" "${newer[@]}" >/dev/null
 fi
 tools_root
+k8s_bins
