@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -295,7 +296,24 @@ func stderrTail(s string) string {
 	if len(s) > 2000 {
 		s = "…" + s[len(s)-2000:]
 	}
-	return "; its stderr ends:\n" + s
+	return "; its stderr ends:\n" + plainText(s)
+}
+
+// plainText makes text the workload wrote fit for a terminal and for a
+// YAML comment: lines stay lines, but every other control character
+// (terminal escapes, a lone CR) and the line breaks YAML knows besides LF
+// (NEL, LINE and PARAGRAPH SEPARATOR), which would end the comment and let
+// the workload write the profile, become '?', as does invalid UTF-8.
+func plainText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\t':
+			return r
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
 }
 
 // profileRunner runs the command in the sandbox, once per call.
@@ -548,7 +566,7 @@ func printProfile(g *globals, names *delegate.Names, opts profileOptions, args [
 		return err
 	}
 	for _, n := range notes {
-		fmt.Fprintln(os.Stderr, "bpfgate: profile:", n)
+		fmt.Fprintln(os.Stderr, "bpfgate: profile:", plainText(n))
 	}
 	if res.Set.IsZero() {
 		fmt.Fprintln(os.Stderr, "bpfgate: profile: the command needs no delegation: run it without bpfgate run, or with any profile")
@@ -575,9 +593,9 @@ func profileFlags(names *delegate.Names, res *profileResult) string {
 // checks that profile.Load reads it back as the same delegation.
 func profileYAMLText(names *delegate.Names, name string, args []string, res *profileResult, notes []string) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# bpfgate profile -- %s\n", strings.ReplaceAll(shellQuote(args), "\n", "\\n"))
+	fmt.Fprintf(&b, "# bpfgate profile -- %s\n", plainText(strings.ReplaceAll(shellQuote(args), "\n", "\\n")))
 	for _, n := range notes {
-		fmt.Fprintf(&b, "# %s\n", strings.ReplaceAll(n, "\n", "\n# "))
+		fmt.Fprintf(&b, "# %s\n", strings.ReplaceAll(plainText(n), "\n", "\n# "))
 	}
 	extra := slices.DeleteFunc(slices.Clone(res.Caps), func(c delegate.Cap) bool {
 		return slices.Contains(delegate.CapsFor(names, res.Set), c)
