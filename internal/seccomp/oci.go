@@ -60,6 +60,25 @@ func ociAction(a specs.LinuxSeccompAction, errnoRet *uint) (Action, error) {
 	return 0, fmt.Errorf("seccomp action %q: not one runc or crun knows", a)
 }
 
+// maxQuoted bounds how many rules and conditions an OCIResult quotes: a
+// config.json of the size the OCI hook reads holds a hundred thousand.
+const maxQuoted = 16
+
+// checkArg refuses a condition runc and crun refuse (the container would
+// not start): an argument index past the sixth, or an operator they do not
+// know. Refused here, its operator is never printed.
+func checkArg(c specs.LinuxSeccompArg) error {
+	if c.Index > 5 {
+		return fmt.Errorf("argument index %d: system calls have 6 arguments", c.Index)
+	}
+	switch c.Op {
+	case specs.OpNotEqual, specs.OpLessThan, specs.OpLessEqual, specs.OpEqualTo,
+		specs.OpGreaterEqual, specs.OpGreaterThan, specs.OpMaskedEqual:
+		return nil
+	}
+	return fmt.Errorf("seccomp operator %q: not one runc or crun knows", c.Op)
+}
+
 // matchArg evaluates one condition on the first argument, v; known is false
 // for conditions on the other arguments, which depend on the call.
 func matchArg(c specs.LinuxSeccompArg, v uint64) (match, known bool) {
@@ -136,7 +155,7 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 	if _, err := ociAction(s.DefaultAction, s.DefaultErrnoRet); err != nil {
 		return nil, fmt.Errorf("defaultAction: %w", err)
 	}
-	named := false
+	named, rules := false, 0
 	for i, r := range s.Syscalls {
 		if !slices.Contains(r.Names, "bpf") {
 			continue
@@ -144,18 +163,38 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 		if _, err := ociAction(r.Action, r.ErrnoRet); err != nil {
 			return nil, fmt.Errorf("syscalls[%d]: %w", i, err)
 		}
+		for j, a := range r.Args {
+			if err := checkArg(a); err != nil {
+				return nil, fmt.Errorf("syscalls[%d].args[%d]: %w", i, j, err)
+			}
+		}
 		named = true
-		out.Rules = append(out.Rules, describeRule(r))
+		if rules++; rules <= maxQuoted {
+			out.Rules = append(out.Rules, describeRule(r))
+		}
 		if len(r.Args) > 0 {
 			out.ByCmd = true
 		}
 	}
+	if rules > maxQuoted {
+		out.Rules = append(out.Rules, fmt.Sprintf("and %d more", rules-maxQuoted))
+	}
 	out.Filters = 1
+	// Each command meets the same conditions: quote each once, in a set
+	// (a list searched for each would take time squared in their number).
+	seen := map[string]bool{}
+	more := 0
 	eval := func(cmd uint32) Action {
 		a, unknown, _ := OCIAction(s, "bpf", uint64(cmd))
 		for _, u := range unknown {
-			if !slices.Contains(out.Unknown, u) {
+			switch {
+			case seen[u]:
+			case len(seen) < maxQuoted:
 				out.Unknown = append(out.Unknown, u)
+				seen[u] = true
+			default:
+				seen[u] = true
+				more++
 			}
 		}
 		return a
@@ -167,11 +206,14 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 			res += " (defaultAction " + string(s.DefaultAction) + "; no rule names bpf)"
 		}
 		out.Verdicts = []Verdict{{Action: a, Result: res}}
-		return out, nil
+	} else {
+		for _, c := range Cmds {
+			a := eval(c.Value)
+			out.Verdicts = append(out.Verdicts, Verdict{Cmd: c.Name, Action: a, Result: a.String()})
+		}
 	}
-	for _, c := range Cmds {
-		a := eval(c.Value)
-		out.Verdicts = append(out.Verdicts, Verdict{Cmd: c.Name, Action: a, Result: a.String()})
+	if more > 0 {
+		out.Unknown = append(out.Unknown, fmt.Sprintf("and %d more", more))
 	}
 	return out, nil
 }
@@ -195,6 +237,11 @@ func OCIAction(s *specs.LinuxSeccomp, name string, arg0 uint64) (a Action, unkno
 		act, err := ociAction(r.Action, r.ErrnoRet)
 		if err != nil {
 			return 0, nil, fmt.Errorf("syscalls[%d]: %w", i, err)
+		}
+		for j, a := range r.Args {
+			if err := checkArg(a); err != nil {
+				return 0, nil, fmt.Errorf("syscalls[%d].args[%d]: %w", i, j, err)
+			}
 		}
 		if act == def {
 			// runc leaves out rules that do what the default does.

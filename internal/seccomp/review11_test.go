@@ -1,0 +1,91 @@
+package seccomp
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// hostileSeccomp is a config.json seccomp section as large as the OCI hook
+// reads (16 MiB): a rule for bpf per value of a condition bpfgate cannot
+// judge, each allowing, so that every rule is looked at for every command.
+func hostileSeccomp(t testing.TB, size int) *specs.LinuxSeccomp {
+	var b strings.Builder
+	b.WriteString(`{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[`)
+	for i := 0; b.Len() < size-200; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"names":["bpf"],"action":"SCMP_ACT_ALLOW","args":[{"index":1,"value":%d,"op":"SCMP_CMP_EQ"}]}`, i)
+	}
+	b.WriteString(`]}`)
+	var s specs.LinuxSeccomp
+	if err := json.Unmarshal([]byte(b.String()), &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+// The OCI hook evaluates the container's config.json as root before the
+// container starts: however it is written, that takes little time, and
+// what it says stays short.
+func TestEvalOCIHostileSize(t *testing.T) {
+	s := hostileSeccomp(t, 16<<20)
+	start := time.Now()
+	done := make(chan *OCIResult, 1)
+	go func() {
+		res, err := EvalOCI(s)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		took := time.Since(start)
+		t.Logf("%d rules: %v", len(s.Syscalls), took)
+		if took > 3*time.Second {
+			t.Errorf("%d rules took %v", len(s.Syscalls), took)
+		}
+		if res == nil {
+			return
+		}
+		if res.Allowed() {
+			t.Errorf("allowed: %v", res)
+		}
+		if n := len(strings.Join(res.Rules, "; ") + strings.Join(res.Unknown, ", ")); n > 8<<10 {
+			t.Errorf("the rules and conditions it quotes take %d bytes", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("EvalOCI of %d rules still runs after 10 s", len(s.Syscalls))
+	}
+}
+
+// A condition runc refuses is refused here too, and its operator, which
+// the config's author chose, is not printed raw (doctor prints the rules).
+func TestEvalOCIBadCondition(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		arg  specs.LinuxSeccompArg
+		want string
+	}{
+		{"operator with escapes", specs.LinuxSeccompArg{Index: 1, Op: "\x1b]0;owned\a"}, `seccomp operator "\x1b]0;owned\a"`},
+		{"index 6", specs.LinuxSeccompArg{Index: 6, Op: specs.OpEqualTo}, "argument index 6"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"bpf"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{tc.arg}}}}
+			res, err := EvalOCI(s)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.ContainsAny(err.Error(), "\x1b\a") {
+				t.Errorf("EvalOCI: %+v, %v; want an error with %q", res, err, tc.want)
+			}
+			if _, _, err := OCIAction(s, "bpf", 0); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("OCIAction: %v; want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
