@@ -8,6 +8,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // hostileSeccomp is a config.json seccomp section as large as the OCI hook
@@ -85,6 +86,43 @@ func TestEvalOCIBadCondition(t *testing.T) {
 			}
 			if _, _, err := OCIAction(s, "bpf", 0); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("OCIAction: %v; want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A profile that fails one command a token user needs is not passed as
+// allowing bpf(2): raw_tracepoint_open attaches the trace profile's raw_tp
+// programs, iter_create reads its iterators, and libbpf freezes every
+// .rodata map (map_freeze) and walks maps with get_next_key.
+func TestEvalOCIEveryCommandUsed(t *testing.T) {
+	for _, cmd := range []struct {
+		name string
+		nr   uint64
+	}{{"map_delete_elem", 3}, {"map_get_next_key", 4}, {"prog_detach", 9}, {"raw_tracepoint_open", 17},
+		{"map_freeze", 22}, {"link_update", 29}, {"iter_create", 33}, {"link_detach", 34}} {
+		t.Run(cmd.name, func(t *testing.T) {
+			s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"bpf"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Value: cmd.nr, Op: specs.OpEqualTo}}}}}
+			res, err := EvalOCI(s)
+			if err != nil || res.Allowed() || !strings.Contains(res.String(), cmd.name) {
+				t.Errorf("config.json: %v (%v); want %s blocked", res, err, cmd.name)
+			}
+			// The same as a classic BPF filter: bpf(2) with this command fails.
+			f, err := NewFilter([]unix.SockFilter{
+				{Code: clsLD | sizeW | modeABS, K: 0},
+				{Code: clsJMP | jmpJEQ | srcK, Jt: 0, Jf: 3, K: nrBPFx86_64},
+				{Code: clsLD | sizeW | modeABS, K: 16},
+				{Code: clsJMP | jmpJEQ | srcK, Jt: 0, Jf: 1, K: uint32(cmd.nr)},
+				{Code: clsRET | retK, K: uint32(Errno) | 1},
+				{Code: clsRET | retK, K: uint32(Allow)},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := EvalBPF([]*Filter{f})
+			if err != nil || v.Allowed() || !strings.Contains(v.String(), cmd.name) {
+				t.Errorf("filter: %v (%v); want %s blocked", v, err, cmd.name)
 			}
 		})
 	}
