@@ -428,10 +428,18 @@ func (p *profileRunner) runCheck(stdout []byte) string {
 	if p.opts.verbose {
 		c.Stdout, c.Stderr = os.Stderr, os.Stderr
 	}
+	// The check's processes are a group of their own, all ended when it
+	// times out; and a process it leaves behind holding its standard input
+	// (which the workload may have filled) holds bpfgate at most a second
+	// once the check has exited.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return unix.Kill(-c.Process.Pid, unix.SIGKILL) }
+	c.WaitDelay = time.Second
 	err := c.Run()
 	var ee *exec.ExitError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil:
+		// ErrWaitDelay: it exited 0, leaving its input unread.
 		return ""
 	case ctx.Err() != nil:
 		return "--check timed out"

@@ -4,10 +4,14 @@ package main
 // run (issue 11 review).
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/testutil"
@@ -59,4 +63,44 @@ func TestProfileHostileStderr(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "broken") || strings.ContainsAny(r.stderr, "\r\x1b\a") {
 		t.Errorf("failing command's stderr: %+v", r)
 	}
+}
+
+// --check is bounded by --timeout even when its processes outlive the
+// shell (a pipeline) and hold its standard input, which the workload's
+// output filled.
+func TestProfileCheckBounded(t *testing.T) {
+	testutil.RequireRoot(t)
+	start := time.Now()
+	r := bpfgateTimeout(t, 60*time.Second, "profile", "--timeout", "2s", "--check", "cat | sleep 30",
+		"--", "head", "-c", "1000000", "/dev/zero")
+	if took := time.Since(start); took > 10*time.Second || r.code != 1 || !strings.Contains(r.stderr, "--check timed out") {
+		t.Errorf("took %v: %+v", took, r)
+	}
+}
+
+// bpfgateTimeout runs bpfgate as bpfgate does, killed after limit.
+func bpfgateTimeout(t *testing.T, limit time.Duration, args ...string) result {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Env = append(os.Environ(), asBPFGate+"=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = time.Second
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("bpfgate %v still ran after %v", args, limit)
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, stdout.String(), stderr.String()}
 }
