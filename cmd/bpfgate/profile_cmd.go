@@ -176,8 +176,10 @@ func mergeCaps(a, b []delegate.Cap) []delegate.Cap {
 type profileResult struct {
 	Set  delegate.Set
 	Caps []delegate.Cap
-	// Recorded is the raw record's delegation, before --minimize.
+	// Recorded is the raw record's delegation, before --minimize, inside
+	// the starting delegation; Outside is what the calls asked for beyond it.
 	Recorded     delegate.Set
+	Outside      delegate.Set
 	RecordedCaps []delegate.Cap
 	Record       *record.Record
 	Verified     bool
@@ -198,7 +200,9 @@ func profileCommand(names *delegate.Names, run *profileRunner, broad delegate.Se
 			run.args[0], first.why, stderrTail(first.stderr))
 	}
 	res := &profileResult{Record: first.rec}
-	res.Recorded = names.Canonical(first.rec.Delegation())
+	// What the workload asked for beyond the starting delegation was
+	// refused by the kernel, and is never granted to it in a later run.
+	res.Recorded, res.Outside = split(names.Canonical(first.rec.Delegation()), broad)
 	res.RecordedCaps = delegate.CapsFor(names, res.Recorded)
 	res.NoToken = res.Recorded.IsZero()
 	res.Set, res.Caps = res.Recorded, res.RecordedCaps
@@ -240,6 +244,31 @@ func profileCommand(names *delegate.Names, run *profileRunner, broad delegate.Se
 	}
 	res.Runs = run.runs
 	return res, nil
+}
+
+// split returns what of s lies inside start, and what outside.
+func split(s, start delegate.Set) (in, out delegate.Set) {
+	for _, k := range delegate.Kinds {
+		in.SetMask(k, s.Mask(k)&start.Mask(k))
+		out.SetMask(k, s.Mask(k)&^start.Mask(k))
+	}
+	return in, out
+}
+
+// outsideNote names what the workload asked for with a token that the
+// starting delegation does not hold.
+func outsideNote(names *delegate.Names, s delegate.Set) string {
+	if s.IsZero() {
+		return ""
+	}
+	var parts []string
+	for _, k := range delegate.Kinds {
+		if l := sortedNames(names, k, s.Mask(k)); len(l) > 0 {
+			parts = append(parts, k.String()+" "+strings.Join(l, ", "))
+		}
+	}
+	return "asked for outside the starting delegation, so refused by the kernel and never granted: " + strings.Join(parts, "; ") +
+		" (start from a broader one to learn whether the command needs it)"
 }
 
 // bitsByName lists the set bits of mask m, in the order of their names.
@@ -536,13 +565,23 @@ func profileNotes(names *delegate.Names, res *profileResult) []string {
 	if !res.Verified {
 		notes = append(notes, "NOT VERIFIED: "+res.VerifyError)
 	}
-	for _, s := range rec.NotJudged(names) {
+	for _, s := range notJudged(names, res) {
 		notes = append(notes, "not judged: "+s)
 	}
 	for _, s := range rec.Attachments(names) {
 		notes = append(notes, "used without a token (the kernel checks the program and the capabilities, not the delegation): "+s)
 	}
 	return notes
+}
+
+// notJudged is what the record could not judge, and what it asked for
+// outside the starting delegation.
+func notJudged(names *delegate.Names, res *profileResult) []string {
+	out := res.Record.NotJudged(names)
+	if n := outsideNote(names, res.Outside); n != "" {
+		out = append(out, n)
+	}
+	return out
 }
 
 func printProfile(g *globals, names *delegate.Names, opts profileOptions, args []string, res *profileResult) error {
@@ -555,9 +594,7 @@ func printProfile(g *globals, names *delegate.Names, opts profileOptions, args [
 			NotJudged: []string{}, Attachments: res.Record.Attachments(names), Calls: []callJSON{},
 			Counts: map[string]uint64{"notified": res.Record.Notified, "unreadable": res.Record.Unreadable,
 				"gone": res.Record.Gone, "overflow": res.Record.Overflow}}
-		for _, s := range res.Record.NotJudged(names) {
-			j.NotJudged = append(j.NotJudged, s)
-		}
+		j.NotJudged = append(j.NotJudged, notJudged(names, res)...)
 		if j.Attachments == nil {
 			j.Attachments = []string{}
 		}

@@ -6,12 +6,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/testutil"
@@ -103,4 +108,49 @@ func bpfgateTimeout(t *testing.T, limit time.Duration, args ...string) result {
 		t.Fatal(err)
 	}
 	return result{code, stdout.String(), stderr.String()}
+}
+
+// tokenCallArg makes the test binary a workload that asks for a kprobe
+// program with a token (fd -1: the kernel refuses it) and exits 0.
+const tokenCallArg = "review11-kprobe-with-token"
+
+func init() {
+	if len(os.Args) == 2 && os.Args[1] == tokenCallArg {
+		var attr [160]byte
+		ne := func(off int, v uint32) { *(*uint32)(unsafe.Pointer(&attr[off])) = v }
+		ne(0, unix.BPF_PROG_TYPE_KPROBE)
+		ne(44, 1<<16) // BPF_F_TOKEN_FD
+		ne(144, ^uint32(0))
+		unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr[0])), uintptr(len(attr)))
+		os.Exit(0)
+	}
+}
+
+// What the workload asks for outside the starting delegation is never
+// granted to it (in the verification and --minimize runs) nor printed as
+// what it needs: it only learns that the kernel refused it.
+func TestProfileStaysInsideStart(t *testing.T) {
+	testutil.RequireRoot(t)
+	r := bpfgate(t, "profile", "--json", "--profile", "demo", "--", "/proc/self/exe", tokenCallArg)
+	var out struct {
+		Progs    []string `json:"allowed_progs"`
+		Recorded struct {
+			Progs []string `json:"allowed_progs"`
+		} `json:"recorded"`
+		Options   string   `json:"options"`
+		NotJudged []string `json:"not_judged"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("%v: %+v", err, r)
+	}
+	for _, l := range [][]string{out.Progs, out.Recorded.Progs} {
+		if slices.Contains(l, "kprobe") {
+			t.Errorf("profile --profile demo granted or printed kprobe, which demo does not delegate: %+v", out)
+		}
+	}
+	if !slices.ContainsFunc(out.NotJudged, func(s string) bool {
+		return strings.Contains(s, "kprobe") && strings.Contains(s, "starting delegation")
+	}) {
+		t.Errorf("the call outside the starting delegation is not named: %+v", out.NotJudged)
+	}
 }
