@@ -139,12 +139,9 @@ func ruleMatches(r specs.LinuxSyscall, allows bool, arg0 uint64) (match bool, un
 }
 
 // EvalOCI says what the seccomp section of a container's config.json does to
-// bpf(2) on x86_64, as runc builds the filter from it with libseccomp: the
-// first rule that names bpf and matches the command decides (libseccomp
-// keeps the first rule it is given for a call: podman's rendering of the
-// default profile allows setns in one rule and denies it in a later one, and
-// the filter allows it), else the default action. A container without a
-// seccomp section is not confined.
+// bpf(2) on x86_64, as runc builds the filter from it with libseccomp (see
+// OCIAction), for each command of Cmds when a rule for bpf has conditions.
+// A container without a seccomp section is not confined.
 func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 	out := &OCIResult{}
 	if s == nil {
@@ -219,9 +216,23 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 }
 
 // OCIAction says what a config.json seccomp section does to one call of
-// system call name whose first argument is arg0: the first rule that names
-// it and matches, else the default action. unknown lists the conditions on
-// other arguments, which are taken the pessimistic way.
+// system call name whose first argument is arg0, as libseccomp merges the
+// rules runc and crun give it (testdata/libseccomp holds what it built):
+//
+//   - a rule that does what the default does is left out (by the runtime);
+//   - the first rule without conditions decides, ahead of every rule with
+//     conditions, whatever their order (podman's rendering of the default
+//     profile allows setns in one rule and denies it in a later one, and
+//     the filter allows it);
+//   - else the rules with conditions that match decide when they agree; when
+//     they disagree, libseccomp's decision tree picks one by the
+//     conditions' kinds, not their order, which bpfgate does not model: the
+//     strictest is taken, and unknown says so;
+//   - else the default action.
+//
+// unknown also lists the conditions on arguments other than the first,
+// which are taken the pessimistic way (holding for a rule that does not
+// allow the call, failing for one that does).
 func OCIAction(s *specs.LinuxSeccomp, name string, arg0 uint64) (a Action, unknown []string, err error) {
 	if s == nil {
 		return Allow, nil, nil
@@ -230,6 +241,11 @@ func OCIAction(s *specs.LinuxSeccomp, name string, arg0 uint64) (a Action, unkno
 	if err != nil {
 		return 0, nil, fmt.Errorf("defaultAction: %w", err)
 	}
+	var (
+		uncond     Action
+		haveUncond bool
+		matched    []Action
+	)
 	for i, r := range s.Syscalls {
 		if !slices.Contains(r.Names, name) {
 			continue
@@ -243,17 +259,40 @@ func OCIAction(s *specs.LinuxSeccomp, name string, arg0 uint64) (a Action, unkno
 				return 0, nil, fmt.Errorf("syscalls[%d].args[%d]: %w", i, j, err)
 			}
 		}
-		if act == def {
+		switch {
+		case act == def:
 			// runc leaves out rules that do what the default does.
-			continue
-		}
-		m, u := ruleMatches(r, act.Allows(), arg0)
-		unknown = append(unknown, u...)
-		if m {
-			return act, unknown, nil
+		case len(r.Args) == 0:
+			if !haveUncond {
+				uncond, haveUncond = act, true
+			}
+		default:
+			m, u := ruleMatches(r, act.Allows(), arg0)
+			unknown = append(unknown, u...)
+			if m {
+				matched = append(matched, act)
+			}
 		}
 	}
-	return def, unknown, nil
+	switch {
+	case haveUncond:
+		return uncond, nil, nil
+	case len(matched) == 0:
+		return def, unknown, nil
+	}
+	a = matched[0]
+	for _, m := range matched[1:] {
+		if m != a {
+			unknown = append(unknown, fmt.Sprintf("rules with conditions that disagree about %s(%#x, ...): libseccomp's merge decides, taken as the strictest", name, arg0))
+			break
+		}
+	}
+	for _, m := range matched[1:] {
+		if m.Stricter(a) {
+			a = m
+		}
+	}
+	return a, unknown, nil
 }
 
 func describeRule(r specs.LinuxSyscall) string {

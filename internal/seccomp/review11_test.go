@@ -3,6 +3,8 @@ package seccomp
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +125,52 @@ func TestEvalOCIEveryCommandUsed(t *testing.T) {
 			v, err := EvalBPF([]*Filter{f})
 			if err != nil || v.Allowed() || !strings.Contains(v.String(), cmd.name) {
 				t.Errorf("filter: %v (%v); want %s blocked", v, err, cmd.name)
+			}
+		})
+	}
+}
+
+// config.json sections against the filters libseccomp builds from them
+// (testdata/libseccomp, see gen.c there), bpf(2) rules in both orders:
+// an unconditional rule beats every conditional one, whatever the order,
+// and of conditional rules the order does not decide either. Where
+// OCIAction allows a command, the real filter must allow it; where it is
+// sure (it reports nothing it cannot judge), it must agree.
+func TestOCIActionAgainstLibseccomp(t *testing.T) {
+	jsons, err := filepath.Glob("testdata/libseccomp/*.json")
+	if err != nil || len(jsons) == 0 {
+		t.Fatal("no testdata", err)
+	}
+	for _, path := range jsons {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s specs.LinuxSeccomp
+			if err := json.Unmarshal(data, &s); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := os.ReadFile(strings.TrimSuffix(path, ".json") + ".bpf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := DecodeFilter(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range Cmds {
+				real := f.Run(BPFData(c.Value))
+				got, unknown, err := OCIAction(&s, "bpf", uint64(c.Value))
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case got.Allows() && !real.Allows():
+					t.Errorf("%s: config.json says %v, the filter does %v", c.Name, got, real)
+				case len(unknown) == 0 && got.Allows() != real.Allows():
+					t.Errorf("%s: config.json says %v for sure, the filter does %v", c.Name, got, real)
+				}
 			}
 		})
 	}
