@@ -3,7 +3,7 @@
  * this file, as runc and crun build them (rule by rule, in order; a rule
  * whose action is the default is left out by the runtime, so there is none).
  * Regenerate with:
- *   gcc -o /tmp/seccomp-gen gen.c -lseccomp && for n in 01 02 03 04 05 06 07 08 09 10 11 14 15; do /tmp/seccomp-gen $n >$n.bpf; done
+ *   gcc -o /tmp/seccomp-gen gen.c -lseccomp && for n in 01 02 03 04 05 06 07 08 09 10 11 14 15 16; do /tmp/seccomp-gen $n >$n.bpf; done
  * (libseccomp 2.5.4 made the files here.)
  */
 #include <seccomp.h>
@@ -33,6 +33,7 @@ int main(int argc, char **argv) {
 	case 11: r1 = seccomp_rule_add(ctx, D, BPF, 1, SCMP_A0(SCMP_CMP_NE, 0)); r2 = seccomp_rule_add(ctx, A, BPF, 1, SCMP_A0(SCMP_CMP_NE, 5)); break;
 	case 14: r1 = seccomp_rule_add(ctx, A, BPF, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, 0xf0, 0)); r2 = seccomp_rule_add(ctx, D, BPF, 1, SCMP_A0(SCMP_CMP_LE, 40)); break;
 	case 15: r1 = seccomp_rule_add(ctx, D, BPF, 1, SCMP_A0(SCMP_CMP_LE, 40)); r2 = seccomp_rule_add(ctx, A, BPF, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, 0xf0, 0)); break;
+	case 16: r1 = seccomp_rule_add(ctx, D, BPF, 1, SCMP_A0(SCMP_CMP_EQ, 36)); r2 = seccomp_rule_add(ctx, A, BPF, 0); break;
 	default: return 2;
 	}
 	if (r1 || r2)
