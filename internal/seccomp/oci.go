@@ -104,38 +104,135 @@ func matchArg(c specs.LinuxSeccompArg, v uint64) (match, known bool) {
 	return false, false
 }
 
-// ruleMatches says whether rule r applies to a call with first argument
-// arg0. As
-// runc does, the conditions of a rule all have to hold, except when two of
-// them test the same argument: then each is a rule of its own. A condition
-// bpfgate cannot judge is taken the pessimistic way: it holds for a rule
-// that does not allow the call, and fails for one that does.
-func ruleMatches(r specs.LinuxSyscall, allows bool, arg0 uint64) (match bool, unknown []string) {
-	if len(r.Args) == 0 {
-		return true, nil
-	}
-	seen := map[uint]bool{}
-	split := false
-	for _, a := range r.Args {
-		if seen[a.Index] {
-			split = true
-		}
-		seen[a.Index] = true
-	}
+// condRule is a rule with conditions, ready to be evaluated.
+type condRule struct {
+	act   Action
+	args  []specs.LinuxSeccompArg
+	split bool // two conditions on one argument: each is a rule of its own
+}
+
+// matches says whether the rule applies to a call with first argument
+// arg0. As runc does, the conditions of a rule all have to hold, except
+// when two of them test the same argument: then each is a rule of its own.
+// A condition bpfgate cannot judge is taken the pessimistic way: it holds
+// for a rule that does not allow the call, and fails for one that does.
+func (r *condRule) matches(arg0 uint64) bool {
 	all, some := true, false
-	for _, a := range r.Args {
+	for _, a := range r.args {
 		m, known := matchArg(a, arg0)
 		if !known {
-			unknown = append(unknown, fmt.Sprintf("arg%d %s %#x", a.Index, a.Op, a.Value))
-			m = !allows
+			m = !r.act.Allows()
 		}
 		all = all && m
 		some = some || m
 	}
-	if split {
-		return some, unknown
+	if r.split {
+		return some
 	}
-	return all, unknown
+	return all
+}
+
+// ociRules are the rules of a seccomp section for one system call, as
+// libseccomp merges them (see OCIAction).
+type ociRules struct {
+	def        Action
+	uncond     Action
+	haveUncond bool
+	cond       []condRule
+	// rules counts the rules naming the call; unknown lists the
+	// conditions bpfgate cannot judge, at most maxQuoted, and more counts
+	// the others.
+	rules   int
+	named   []specs.LinuxSyscall // the first maxQuoted rules naming it
+	unknown []string
+	more    int
+}
+
+func compileOCI(s *specs.LinuxSeccomp, name string) (*ociRules, error) {
+	def, err := ociAction(s.DefaultAction, s.DefaultErrnoRet)
+	if err != nil {
+		return nil, fmt.Errorf("defaultAction: %w", err)
+	}
+	out := &ociRules{def: def}
+	seen := map[string]bool{}
+	for i, r := range s.Syscalls {
+		if !slices.Contains(r.Names, name) {
+			continue
+		}
+		act, err := ociAction(r.Action, r.ErrnoRet)
+		if err != nil {
+			return nil, fmt.Errorf("syscalls[%d]: %w", i, err)
+		}
+		var idx [6]bool
+		split := false
+		for j, a := range r.Args {
+			if err := checkArg(a); err != nil {
+				return nil, fmt.Errorf("syscalls[%d].args[%d]: %w", i, j, err)
+			}
+			split = split || idx[a.Index]
+			idx[a.Index] = true
+		}
+		if out.rules++; out.rules <= maxQuoted {
+			out.named = append(out.named, r)
+		}
+		switch {
+		case act == def:
+			// runc leaves out rules that do what the default does.
+		case len(r.Args) == 0:
+			if !out.haveUncond {
+				out.uncond, out.haveUncond = act, true
+			}
+		default:
+			out.cond = append(out.cond, condRule{act: act, args: r.Args, split: split})
+			for _, a := range r.Args {
+				if a.Index == 0 {
+					continue
+				}
+				u := fmt.Sprintf("arg%d %s %#x", a.Index, a.Op, a.Value)
+				switch {
+				case seen[u]:
+				case len(seen) < maxQuoted:
+					out.unknown = append(out.unknown, u)
+				default:
+					out.more++
+				}
+				seen[u] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// decide says what happens to a call with first argument arg0; ambiguous
+// is set when rules with conditions that disagree match it.
+func (o *ociRules) decide(arg0 uint64) (a Action, ambiguous bool) {
+	if o.haveUncond {
+		return o.uncond, false
+	}
+	found := false
+	for i := range o.cond {
+		r := &o.cond[i]
+		if !r.matches(arg0) {
+			continue
+		}
+		switch {
+		case !found:
+			a, found = r.act, true
+		case r.act != a:
+			ambiguous = true
+			if r.act.Stricter(a) {
+				a = r.act
+			}
+		}
+	}
+	if !found {
+		return o.def, false
+	}
+	return a, ambiguous
+}
+
+func ambiguity(name string, arg0 uint64) string {
+	return fmt.Sprintf("rules with conditions that disagree about %s(%#x, ...): libseccomp's merge decides, taken as the strictest", name, arg0)
 }
 
 // EvalOCI says what the seccomp section of a container's config.json does to
@@ -149,57 +246,35 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 		return out, nil
 	}
 	out.Confined = true
-	if _, err := ociAction(s.DefaultAction, s.DefaultErrnoRet); err != nil {
-		return nil, fmt.Errorf("defaultAction: %w", err)
+	rules, err := compileOCI(s, "bpf")
+	if err != nil {
+		return nil, err
 	}
-	named, rules := false, 0
-	for i, r := range s.Syscalls {
-		if !slices.Contains(r.Names, "bpf") {
-			continue
-		}
-		if _, err := ociAction(r.Action, r.ErrnoRet); err != nil {
-			return nil, fmt.Errorf("syscalls[%d]: %w", i, err)
-		}
-		for j, a := range r.Args {
-			if err := checkArg(a); err != nil {
-				return nil, fmt.Errorf("syscalls[%d].args[%d]: %w", i, j, err)
-			}
-		}
-		named = true
-		if rules++; rules <= maxQuoted {
-			out.Rules = append(out.Rules, describeRule(r))
-		}
-		if len(r.Args) > 0 {
-			out.ByCmd = true
-		}
+	for _, r := range rules.named {
+		out.Rules = append(out.Rules, describeRule(r))
+		out.ByCmd = out.ByCmd || len(r.Args) > 0
 	}
-	if rules > maxQuoted {
-		out.Rules = append(out.Rules, fmt.Sprintf("and %d more", rules-maxQuoted))
+	if rules.rules > maxQuoted {
+		out.Rules = append(out.Rules, fmt.Sprintf("and %d more", rules.rules-maxQuoted))
+		// The rules not quoted can have conditions too.
+		out.ByCmd = out.ByCmd || len(rules.cond) > 0
 	}
 	out.Filters = 1
-	// Each command meets the same conditions: quote each once, in a set
-	// (a list searched for each would take time squared in their number).
-	seen := map[string]bool{}
-	more := 0
+	out.Unknown = slices.Clone(rules.unknown)
+	if rules.haveUncond {
+		out.Unknown = nil // the conditions do not count
+	}
 	eval := func(cmd uint32) Action {
-		a, unknown, _ := OCIAction(s, "bpf", uint64(cmd))
-		for _, u := range unknown {
-			switch {
-			case seen[u]:
-			case len(seen) < maxQuoted:
-				out.Unknown = append(out.Unknown, u)
-				seen[u] = true
-			default:
-				seen[u] = true
-				more++
-			}
+		a, amb := rules.decide(uint64(cmd))
+		if amb && len(out.Unknown) < maxQuoted {
+			out.Unknown = append(out.Unknown, ambiguity("bpf", uint64(cmd)))
 		}
 		return a
 	}
 	if !out.ByCmd {
 		a := eval(0)
 		res := a.String()
-		if !named {
+		if rules.rules == 0 {
 			res += " (defaultAction " + string(s.DefaultAction) + "; no rule names bpf)"
 		}
 		out.Verdicts = []Verdict{{Action: a, Result: res}}
@@ -209,8 +284,8 @@ func EvalOCI(s *specs.LinuxSeccomp) (*OCIResult, error) {
 			out.Verdicts = append(out.Verdicts, Verdict{Cmd: c.Name, Action: a, Result: a.String()})
 		}
 	}
-	if more > 0 {
-		out.Unknown = append(out.Unknown, fmt.Sprintf("and %d more", more))
+	if rules.more > 0 && !rules.haveUncond {
+		out.Unknown = append(out.Unknown, fmt.Sprintf("and %d more", rules.more))
 	}
 	return out, nil
 }
@@ -237,60 +312,17 @@ func OCIAction(s *specs.LinuxSeccomp, name string, arg0 uint64) (a Action, unkno
 	if s == nil {
 		return Allow, nil, nil
 	}
-	def, err := ociAction(s.DefaultAction, s.DefaultErrnoRet)
+	rules, err := compileOCI(s, name)
 	if err != nil {
-		return 0, nil, fmt.Errorf("defaultAction: %w", err)
+		return 0, nil, err
 	}
-	var (
-		uncond     Action
-		haveUncond bool
-		matched    []Action
-	)
-	for i, r := range s.Syscalls {
-		if !slices.Contains(r.Names, name) {
-			continue
-		}
-		act, err := ociAction(r.Action, r.ErrnoRet)
-		if err != nil {
-			return 0, nil, fmt.Errorf("syscalls[%d]: %w", i, err)
-		}
-		for j, a := range r.Args {
-			if err := checkArg(a); err != nil {
-				return 0, nil, fmt.Errorf("syscalls[%d].args[%d]: %w", i, j, err)
-			}
-		}
-		switch {
-		case act == def:
-			// runc leaves out rules that do what the default does.
-		case len(r.Args) == 0:
-			if !haveUncond {
-				uncond, haveUncond = act, true
-			}
-		default:
-			m, u := ruleMatches(r, act.Allows(), arg0)
-			unknown = append(unknown, u...)
-			if m {
-				matched = append(matched, act)
-			}
-		}
+	a, amb := rules.decide(arg0)
+	if rules.haveUncond {
+		return a, nil, nil
 	}
-	switch {
-	case haveUncond:
-		return uncond, nil, nil
-	case len(matched) == 0:
-		return def, unknown, nil
-	}
-	a = matched[0]
-	for _, m := range matched[1:] {
-		if m != a {
-			unknown = append(unknown, fmt.Sprintf("rules with conditions that disagree about %s(%#x, ...): libseccomp's merge decides, taken as the strictest", name, arg0))
-			break
-		}
-	}
-	for _, m := range matched[1:] {
-		if m.Stricter(a) {
-			a = m
-		}
+	unknown = rules.unknown
+	if amb {
+		unknown = append(unknown, ambiguity(name, arg0))
 	}
 	return a, unknown, nil
 }
