@@ -16,6 +16,7 @@ import (
 
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/internal/boundedio"
+	"github.com/bpfgate/bpfgate/launch"
 	"github.com/bpfgate/bpfgate/ocihook"
 )
 
@@ -188,10 +189,33 @@ func CheckContainer(ctx context.Context, id string, copts ContainerOptions, opts
 		return nil, fmt.Errorf("container %s: %w", ocihook.ShortID(c.ID), err)
 	}
 	opts.Spec = spec
-	r, err := CheckProcess(c.Pid, opts)
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	p, err := launch.OpenProcess(c.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", ocihook.ShortID(c.ID), err)
+	}
+	defer p.Close()
+	// The container may have exited, and its pid gone to another process,
+	// between the lookup and the pidfd: now that the process is held, its
+	// pid cannot change hands, so ask again.
+	again, err := FindContainer(ctx, c.ID, copts)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", ocihook.ShortID(c.ID), err)
+	}
+	if again.Pid != c.Pid || again.Config != c.Config {
+		return nil, fmt.Errorf("container %s: %w: its init process was pid %d, and is now pid %d (it restarted, or exited): try again",
+			ocihook.ShortID(c.ID), ErrContainerChanged, c.Pid, again.Pid)
+	}
+	r, err := checkHeld(p, &opts)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", ocihook.ShortID(c.ID), err)
 	}
 	r.Container = c.ID
 	return r, nil
 }
+
+// ErrContainerChanged means the container's init process changed while
+// doctor took hold of it.
+var ErrContainerChanged = errors.New("the container changed while doctor looked at it")

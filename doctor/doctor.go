@@ -162,9 +162,14 @@ func CheckProcess(pid int, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer p.Close()
-	r := &Report{Pid: pid}
+	return checkHeld(p, &opts)
+}
+
+// checkHeld runs every check on a process already held.
+func checkHeld(p *launch.Process, opts *Options) (*Report, error) {
+	r := &Report{Pid: p.Pid()}
 	hostChecks(r)
-	if err := processChecks(r, p, &opts); err != nil {
+	if err := processChecks(r, p, opts); err != nil {
 		return nil, err
 	}
 	return r, nil

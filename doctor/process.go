@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -219,14 +220,13 @@ func (pr *proc) checkToken(o *Options) Finding {
 		f.Fix = "see " + CheckBPFFS
 		return f
 	}
-	mnt, err := pr.p.OpenInRoot(pr.bpffs.Path)
+	mnt, st, err := openBounded(pr.p, pr.bpffs.Path, o.Timeout)
 	if err != nil {
 		f.Status, f.Seen = Warn, fmt.Sprintf("cannot open %s as the process sees it: %v", printable(pr.bpffs.Path), err)
 		return f
 	}
 	defer mnt.Close()
-	var st unix.Statx_t
-	if err := unix.Statx(int(mnt.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &st); err != nil || st.Mnt_id != uint64(pr.bpffs.ID) {
+	if st.Mnt_id != uint64(pr.bpffs.ID) {
 		f.Status, f.Seen = Warn, fmt.Sprintf("%s is hidden by another mount in the process's view", printable(pr.bpffs.Path))
 		f.Fix = "mount the delegated bpffs where nothing covers it"
 		return f
@@ -242,6 +242,46 @@ func (pr *proc) checkToken(o *Options) Finding {
 		f.Status, f.Seen = Warn, fmt.Sprintf("could not ask the kernel: %v", err)
 	}
 	return f
+}
+
+// errNoAnswer means a path the process chose did not resolve in time.
+var errNoAnswer = errors.New("the process's filesystem did not answer")
+
+// openBounded opens dir as p sees it, and its mount id, within timeout.
+// The path is the process's: a filesystem it serves itself (FUSE) on the
+// way can hold the lookup as long as it likes. Then the lookup is left to
+// finish, or fail, on a goroutine of its own, and what it opens is closed.
+func openBounded(p *launch.Process, dir string, timeout time.Duration) (*os.File, *unix.Statx_t, error) {
+	type opened struct {
+		f   *os.File
+		st  unix.Statx_t
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		var o opened
+		o.f, o.err = p.OpenInRoot(dir)
+		if o.err == nil {
+			if o.err = unix.Statx(int(o.f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &o.st); o.err != nil {
+				o.f.Close()
+				o.f = nil
+			}
+		}
+		done <- o
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case o := <-done:
+		return o.f, &o.st, o.err
+	case <-timer.C:
+		go func() {
+			if o := <-done; o.f != nil {
+				o.f.Close()
+			}
+		}()
+		return nil, nil, fmt.Errorf("%w within %v (is a FUSE filesystem it serves on the path?)", errNoAnswer, timeout)
+	}
 }
 
 // capSet parses a hex capability mask of /proc/PID/status.

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -175,8 +176,10 @@ func mergeCaps(a, b []delegate.Cap) []delegate.Cap {
 type profileResult struct {
 	Set  delegate.Set
 	Caps []delegate.Cap
-	// Recorded is the raw record's delegation, before --minimize.
+	// Recorded is the raw record's delegation, before --minimize, inside
+	// the starting delegation; Outside is what the calls asked for beyond it.
 	Recorded     delegate.Set
+	Outside      delegate.Set
 	RecordedCaps []delegate.Cap
 	Record       *record.Record
 	Verified     bool
@@ -197,7 +200,9 @@ func profileCommand(names *delegate.Names, run *profileRunner, broad delegate.Se
 			run.args[0], first.why, stderrTail(first.stderr))
 	}
 	res := &profileResult{Record: first.rec}
-	res.Recorded = names.Canonical(first.rec.Delegation())
+	// What the workload asked for beyond the starting delegation was
+	// refused by the kernel, and is never granted to it in a later run.
+	res.Recorded, res.Outside = split(names.Canonical(first.rec.Delegation()), broad)
 	res.RecordedCaps = delegate.CapsFor(names, res.Recorded)
 	res.NoToken = res.Recorded.IsZero()
 	res.Set, res.Caps = res.Recorded, res.RecordedCaps
@@ -239,6 +244,31 @@ func profileCommand(names *delegate.Names, run *profileRunner, broad delegate.Se
 	}
 	res.Runs = run.runs
 	return res, nil
+}
+
+// split returns what of s lies inside start, and what outside.
+func split(s, start delegate.Set) (in, out delegate.Set) {
+	for _, k := range delegate.Kinds {
+		in.SetMask(k, s.Mask(k)&start.Mask(k))
+		out.SetMask(k, s.Mask(k)&^start.Mask(k))
+	}
+	return in, out
+}
+
+// outsideNote names what the workload asked for with a token that the
+// starting delegation does not hold.
+func outsideNote(names *delegate.Names, s delegate.Set) string {
+	if s.IsZero() {
+		return ""
+	}
+	var parts []string
+	for _, k := range delegate.Kinds {
+		if l := sortedNames(names, k, s.Mask(k)); len(l) > 0 {
+			parts = append(parts, k.String()+" "+strings.Join(l, ", "))
+		}
+	}
+	return "asked for outside the starting delegation, so refused by the kernel and never granted: " + strings.Join(parts, "; ") +
+		" (start from a broader one to learn whether the command needs it)"
 }
 
 // bitsByName lists the set bits of mask m, in the order of their names.
@@ -295,7 +325,24 @@ func stderrTail(s string) string {
 	if len(s) > 2000 {
 		s = "…" + s[len(s)-2000:]
 	}
-	return "; its stderr ends:\n" + s
+	return "; its stderr ends:\n" + plainText(s)
+}
+
+// plainText makes text the workload wrote fit for a terminal and for a
+// YAML comment: lines stay lines, but every other control character
+// (terminal escapes, a lone CR) and the line breaks YAML knows besides LF
+// (NEL, LINE and PARAGRAPH SEPARATOR), which would end the comment and let
+// the workload write the profile, become '?', as does invalid UTF-8.
+func plainText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\t':
+			return r
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
 }
 
 // profileRunner runs the command in the sandbox, once per call.
@@ -410,10 +457,18 @@ func (p *profileRunner) runCheck(stdout []byte) string {
 	if p.opts.verbose {
 		c.Stdout, c.Stderr = os.Stderr, os.Stderr
 	}
+	// The check's processes are a group of their own, all ended when it
+	// times out; and a process it leaves behind holding its standard input
+	// (which the workload may have filled) holds bpfgate at most a second
+	// once the check has exited.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return unix.Kill(-c.Process.Pid, unix.SIGKILL) }
+	c.WaitDelay = time.Second
 	err := c.Run()
 	var ee *exec.ExitError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil:
+		// ErrWaitDelay: it exited 0, leaving its input unread.
 		return ""
 	case ctx.Err() != nil:
 		return "--check timed out"
@@ -510,13 +565,23 @@ func profileNotes(names *delegate.Names, res *profileResult) []string {
 	if !res.Verified {
 		notes = append(notes, "NOT VERIFIED: "+res.VerifyError)
 	}
-	for _, s := range rec.NotJudged(names) {
+	for _, s := range notJudged(names, res) {
 		notes = append(notes, "not judged: "+s)
 	}
 	for _, s := range rec.Attachments(names) {
 		notes = append(notes, "used without a token (the kernel checks the program and the capabilities, not the delegation): "+s)
 	}
 	return notes
+}
+
+// notJudged is what the record could not judge, and what it asked for
+// outside the starting delegation.
+func notJudged(names *delegate.Names, res *profileResult) []string {
+	out := res.Record.NotJudged(names)
+	if n := outsideNote(names, res.Outside); n != "" {
+		out = append(out, n)
+	}
+	return out
 }
 
 func printProfile(g *globals, names *delegate.Names, opts profileOptions, args []string, res *profileResult) error {
@@ -529,9 +594,7 @@ func printProfile(g *globals, names *delegate.Names, opts profileOptions, args [
 			NotJudged: []string{}, Attachments: res.Record.Attachments(names), Calls: []callJSON{},
 			Counts: map[string]uint64{"notified": res.Record.Notified, "unreadable": res.Record.Unreadable,
 				"gone": res.Record.Gone, "overflow": res.Record.Overflow}}
-		for _, s := range res.Record.NotJudged(names) {
-			j.NotJudged = append(j.NotJudged, s)
-		}
+		j.NotJudged = append(j.NotJudged, notJudged(names, res)...)
 		if j.Attachments == nil {
 			j.Attachments = []string{}
 		}
@@ -548,7 +611,7 @@ func printProfile(g *globals, names *delegate.Names, opts profileOptions, args [
 		return err
 	}
 	for _, n := range notes {
-		fmt.Fprintln(os.Stderr, "bpfgate: profile:", n)
+		fmt.Fprintln(os.Stderr, "bpfgate: profile:", plainText(n))
 	}
 	if res.Set.IsZero() {
 		fmt.Fprintln(os.Stderr, "bpfgate: profile: the command needs no delegation: run it without bpfgate run, or with any profile")
@@ -575,9 +638,9 @@ func profileFlags(names *delegate.Names, res *profileResult) string {
 // checks that profile.Load reads it back as the same delegation.
 func profileYAMLText(names *delegate.Names, name string, args []string, res *profileResult, notes []string) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# bpfgate profile -- %s\n", strings.ReplaceAll(shellQuote(args), "\n", "\\n"))
+	fmt.Fprintf(&b, "# bpfgate profile -- %s\n", plainText(strings.ReplaceAll(shellQuote(args), "\n", "\\n")))
 	for _, n := range notes {
-		fmt.Fprintf(&b, "# %s\n", strings.ReplaceAll(n, "\n", "\n# "))
+		fmt.Fprintf(&b, "# %s\n", strings.ReplaceAll(plainText(n), "\n", "\n# "))
 	}
 	extra := slices.DeleteFunc(slices.Clone(res.Caps), func(c delegate.Cap) bool {
 		return slices.Contains(delegate.CapsFor(names, res.Set), c)

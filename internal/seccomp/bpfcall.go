@@ -27,12 +27,20 @@ type Cmd struct {
 
 // Cmds are the bpf(2) commands a token user needs, in enum bpf_cmd order:
 // those that create objects (and take a token), token creation itself,
-// attachment, and pinning.
+// the map operations libbpf and the tools make (libbpf freezes every
+// .rodata map), attachment and detachment by every path the built-in
+// profiles allow (raw_tracepoint_open, iterators), test runs, and pinning.
+// The commands that need CAP_SYS_ADMIN in the initial user namespace (the
+// *_get_fd_by_id and *_get_next_id ones) are left out: no token helps them.
 var Cmds = []Cmd{
 	{"map_create", 0}, {"map_lookup_elem", 1}, {"map_update_elem", 2},
+	{"map_delete_elem", 3}, {"map_get_next_key", 4},
 	{"prog_load", 5}, {"obj_pin", 6}, {"obj_get", 7}, {"prog_attach", 8},
-	{"obj_get_info_by_fd", 15}, {"btf_load", 18}, {"link_create", 28},
-	{"token_create", 36},
+	{"prog_detach", 9}, {"prog_test_run", 10},
+	{"obj_get_info_by_fd", 15}, {"prog_query", 16}, {"raw_tracepoint_open", 17},
+	{"btf_load", 18}, {"map_lookup_and_delete_elem", 21}, {"map_freeze", 22},
+	{"link_create", 28}, {"link_update", 29}, {"iter_create", 33},
+	{"link_detach", 34}, {"prog_bind_map", 35}, {"token_create", 36},
 }
 
 // Verdict is what happens to one bpf(2) command.

@@ -228,7 +228,7 @@ func TestEvalBPF(t *testing.T) {
 	if b := v.Blocked(); len(b) != 1 || b[0].Cmd != "token_create" {
 		t.Errorf("blocked: %+v", b)
 	}
-	if got, want := v.String(), "allow: map_create, map_lookup_elem, map_update_elem, prog_load, obj_pin, obj_get, prog_attach, obj_get_info_by_fd, btf_load, link_create; fail with EPERM (operation not permitted): token_create"; got != want {
+	if got, want := v.String(), "allow: map_create, map_lookup_elem, map_update_elem, map_delete_elem, map_get_next_key, prog_load, obj_pin, obj_get, prog_attach, prog_detach, prog_test_run, obj_get_info_by_fd, prog_query, raw_tracepoint_open, btf_load, map_lookup_and_delete_elem, map_freeze, link_create, link_update, iter_create, link_detach, prog_bind_map; fail with EPERM (operation not permitted): token_create"; got != want {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 	v, _ = EvalBPF([]*Filter{mustFilter(t, denyBPF(1)), mustFilter(t, []unix.SockFilter{stmt(retK_, uint32(Allow))})})
