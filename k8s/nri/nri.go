@@ -150,18 +150,9 @@ func (p *Plugin) adjust(pod *api.PodSandbox, ctr *api.Container, name string) (*
 		return nil, "", err
 	}
 	adj := &api.ContainerAdjustment{}
-	note := "allows bpf(2)"
-	sc := ctr.GetLinux().GetSeccompPolicy()
-	switch allowed, err := AllowsBPF(sc); {
-	case err != nil:
-		note = "not judged (" + err.Error() + "): left to the hook"
-	case !allowed:
-		if fixed, err := AllowBPF(sc); err != nil {
-			note = "blocks bpf(2), left to the hook: " + err.Error()
-		} else {
-			adj.SetLinuxSeccompPolicy(fixed)
-			note = "bpf(2) allowed"
-		}
+	note, err := allowBPFIn(ctr, adj)
+	if err != nil {
+		note = "left to the hook: " + err.Error()
 	}
 	if !p.hasHook(ctr) {
 		timeout := int64(cdi.HookTimeout)
@@ -173,6 +164,31 @@ func (p *Plugin) adjust(pod *api.PodSandbox, ctr *api.Container, name string) (*
 		}}})
 	}
 	return adj, note, nil
+}
+
+// allowBPFIn sets a seccomp policy that lets bpf(2) through on adj when
+// the container's would block it, and says what it did.
+func allowBPFIn(ctr *api.Container, adj *api.ContainerAdjustment) (string, error) {
+	sc, known, err := seccompOf(ctr)
+	if err != nil {
+		return "", err
+	}
+	if !known {
+		return "not shown (RuntimeDefault): left to the hook", nil
+	}
+	allowed, err := AllowsBPF(sc)
+	if err != nil {
+		return "", err
+	}
+	if allowed {
+		return "allows bpf(2)", nil
+	}
+	fixed, err := AllowBPF(sc)
+	if err != nil {
+		return "", err
+	}
+	adj.SetLinuxSeccompPolicy(fixed)
+	return "bpf(2) allowed", nil
 }
 
 // hasHook says whether the container already runs bpfgate's hook (say from
