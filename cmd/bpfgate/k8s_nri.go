@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 
+	nrilog "github.com/containerd/nri/pkg/log"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -37,6 +38,7 @@ containerd restarts, and stops on SIGINT or SIGTERM. See docs/kubernetes.md.`,
 			opts.Hook = hook
 			opts.Policy = g.policy
 			opts.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			nrilog.Set(nri.NRILogger(opts.Log))
 			p, err := nri.New(opts)
 			if err != nil {
 				return err

@@ -8,6 +8,8 @@
 //	bpfgate.dev/profile: demo                  # every container of the pod
 //	bpfgate.dev/profile.container.NAME: demo   # container NAME only (wins)
 //
+// An empty container key leaves that container out (a sidecar in a pod
+// whose other containers get the profile).
 // Both keys are pod annotations: NRI hands plugins the pod's annotations
 // as the kubelet sent them, while a container's own annotations reach NRI
 // only when containerd's container_annotations passes them on.
