@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,8 @@ func (e *env) startNRI(t *testing.T) {
 	cmd := exec.Command(e.bpfgate, "--config", e.config, "k8s", "nri", "--socket", e.cd.NRISocket,
 		"--plugin-name", "bpfgate-test", "--log", e.hookLog)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Should the test die, the plugin must not go on reconnecting.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
