@@ -192,10 +192,12 @@ func allowBPFIn(ctr *api.Container, adj *api.ContainerAdjustment) (string, error
 }
 
 // hasHook says whether the container already runs bpfgate's hook (say from
-// a CDI device too): a second one would find the bpffs mounted and fail.
+// a CDI device too, whose spec may name another copy of bpfgate): a second
+// one would find the bpffs mounted and fail.
 func (p *Plugin) hasHook(ctr *api.Container) bool {
 	return slices.ContainsFunc(ctr.GetHooks().GetCreateRuntime(), func(h *api.Hook) bool {
-		return h.GetPath() == p.opts.Hook.Path && slices.Contains(h.GetArgs(), "oci-hook")
+		return (h.GetPath() == p.opts.Hook.Path || filepath.Base(h.GetPath()) == "bpfgate") &&
+			slices.Contains(h.GetArgs(), "oci-hook")
 	})
 }
 

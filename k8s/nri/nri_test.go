@@ -55,6 +55,13 @@ func ctr(name string, ns []*api.LinuxNamespace, sc *api.LinuxSeccomp) *api.Conta
 		Linux: &api.LinuxContainer{Namespaces: ns, SeccompPolicy: sc}}
 }
 
+// withHook is a container with a createRuntime hook at path.
+func withHook(path string) *api.Container {
+	c := ctr("c", userNS, nil)
+	c.Hooks = &api.Hooks{CreateRuntime: []*api.Hook{{Path: path, Args: []string{"bpfgate", "oci-hook", "--profile", "demo"}}}}
+	return c
+}
+
 func pod(annots map[string]string) *api.PodSandbox {
 	return &api.PodSandbox{Name: "p", Namespace: "ns", Annotations: annots}
 }
@@ -98,11 +105,9 @@ func TestCreateContainer(t *testing.T) {
 		{name: "seccomp denies by default", pod: pod(demo), ctr: ctr("c", userNS, denyAll), hook: true, seccomp: "[bpf] [read]"},
 		// containerd 2.2 would crash on the ENOSYS rule: left to the hook.
 		{name: "seccomp with errnoRet ENOSYS", pod: pod(demo), ctr: ctr("c", userNS, enosys), hook: true},
-		{name: "hook there already", pod: pod(demo), ctr: func() *api.Container {
-			c := ctr("c", userNS, nil)
-			c.Hooks = &api.Hooks{CreateRuntime: []*api.Hook{{Path: hookPath, Args: []string{"bpfgate", "oci-hook", "--profile", "demo"}}}}
-			return c
-		}()},
+		{name: "hook there already", pod: pod(demo), ctr: withHook(hookPath)},
+		{name: "CDI device's hook there already", pod: pod(demo), ctr: withHook("/usr/bin/bpfgate")},
+		{name: "another hook", pod: pod(demo), ctr: withHook("/usr/bin/other"), hook: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			adj, upd, err := p.CreateContainer(context.Background(), tc.pod, tc.ctr)

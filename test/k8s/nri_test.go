@@ -206,19 +206,22 @@ func TestNRIProfile(t *testing.T) {
 	e.startNRI(t)
 	for _, tc := range []struct {
 		name    string
+		pod     pod
 		annots  map[string]string
 		seccomp string
 		want    map[string]string
 		hooks   int
 	}{
-		{"pod annotation", map[string]string{nri.ProfileAnnotation: "demo"}, "", demoAllowed, 1},
-		{"container annotation", map[string]string{nri.ContainerAnnotationPrefix + "c": "demo"}, "", demoAllowed, 1},
-		{"other container's annotation", map[string]string{nri.ContainerAnnotationPrefix + "other": "demo"}, "", nothingAllowed, 0},
-		{"unannotated", nil, "", nothingAllowed, 0},
-		{"seccomp blocks bpf", map[string]string{nri.ProfileAnnotation: "demo"}, blockBPF, demoAllowed, 1},
+		{"pod annotation", pod{}, map[string]string{nri.ProfileAnnotation: "demo"}, "", demoAllowed, 1},
+		{"container annotation", pod{}, map[string]string{nri.ContainerAnnotationPrefix + "c": "demo"}, "", demoAllowed, 1},
+		{"other container's annotation", pod{}, map[string]string{nri.ContainerAnnotationPrefix + "other": "demo"}, "", nothingAllowed, 0},
+		{"unannotated", pod{}, nil, "", nothingAllowed, 0},
+		{"seccomp blocks bpf", pod{}, map[string]string{nri.ProfileAnnotation: "demo"}, blockBPF, demoAllowed, 1},
+		// The CDI device's hook is there already: one hook, one mount.
+		{"annotation and CDI device", pod{devices: []string{demoDevice}}, map[string]string{nri.ProfileAnnotation: "demo"}, "", demoAllowed, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, spec := e.nriCheck(t, pod{}, tc.annots, tc.seccomp)
+			res, spec := e.nriCheck(t, tc.pod, tc.annots, tc.seccomp)
 			expect(t, res, tc.want)
 			hooks := e.bpfgateHooks(spec)
 			if len(hooks) != tc.hooks {
