@@ -10,9 +10,9 @@
 //
 // An empty container key leaves that container out (a sidecar in a pod
 // whose other containers get the profile).
-// Both keys are pod annotations: NRI hands plugins the pod's annotations
-// as the kubelet sent them, while a container's own annotations reach NRI
-// only when containerd's container_annotations passes them on.
+// Both keys are pod annotations: a Kubernetes pod spec has annotations
+// for the pod only (the kubelet writes a container's CRI annotations
+// itself), and NRI hands plugins the pod's as the kubelet sent them.
 //
 // For each container that asks for a profile, CreateContainer
 //
