@@ -194,8 +194,14 @@ func (e *env) bpfgateHooks(spec runtimeSpec) []string {
 	return hooks
 }
 
-// blockBPF is a Localhost seccomp profile that fails bpf(2) with EPERM.
-const blockBPF = `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["bpf","kexec_load"],"action":"SCMP_ACT_ERRNO"}]}`
+// Localhost seccomp profiles that fail bpf(2): with EPERM (errnoRet not
+// given, or given as EPERM), or with ENOSYS (which the plugin cannot pass
+// to containerd 2.2).
+const (
+	blockBPF       = `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["bpf","kexec_load"],"action":"SCMP_ACT_ERRNO"}]}`
+	blockBPFEPERM  = `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["bpf","kexec_load"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}`
+	blockBPFENOSYS = `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["bpf"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}`
+)
 
 // TestNRIProfile: with `bpfgate k8s nri` running, a pod annotated with a
 // profile gets exactly its rights through the plugin's hook, with no CDI
@@ -217,6 +223,9 @@ func TestNRIProfile(t *testing.T) {
 		{"other container's annotation", pod{}, map[string]string{nri.ContainerAnnotationPrefix + "other": "demo"}, "", nothingAllowed, 0},
 		{"unannotated", pod{}, nil, "", nothingAllowed, 0},
 		{"seccomp blocks bpf", pod{}, map[string]string{nri.ProfileAnnotation: "demo"}, blockBPF, demoAllowed, 1},
+		// containerd 2.2 crashes on an NRI seccomp rule with errnoRet: the
+		// plugin drops EPERM, the default.
+		{"seccomp blocks bpf, errnoRet EPERM", pod{}, map[string]string{nri.ProfileAnnotation: "demo"}, blockBPFEPERM, demoAllowed, 1},
 		// The CDI device's hook is there already: one hook, one mount.
 		{"annotation and CDI device", pod{devices: []string{demoDevice}}, map[string]string{nri.ProfileAnnotation: "demo"}, "", demoAllowed, 1},
 	} {
@@ -269,25 +278,39 @@ func TestNRIRefusals(t *testing.T) {
 		annots map[string]string
 		stage  string // the crictl command that fails: the plugin refuses at create, the hook at start
 		want   string
+		// seccomp is a Localhost seccomp profile; more says what else the
+		// error says.
+		seccomp, more string
 	}{
 		{"no user namespace", pod{noUserNS: true}, demo, "create",
-			fmt.Sprintf("%s: %s", ocihook.ErrNoUserNS, ocihook.Kubernetes.UserNSFix())},
+			fmt.Sprintf("%s: %s", ocihook.ErrNoUserNS, ocihook.Kubernetes.UserNSFix()), "", ""},
 		{"no CAP_BPF", pod{noCapBPF: true}, demo, "start",
-			fmt.Sprintf("%s: CAP_BPF (%s)", ocihook.ErrMissingCaps, ocihook.Kubernetes.CapsFix([]string{"CAP_BPF"}))},
+			fmt.Sprintf("%s: CAP_BPF (%s)", ocihook.ErrMissingCaps, ocihook.Kubernetes.CapsFix([]string{"CAP_BPF"})), "", ""},
 		{"profile not allowed", pod{}, map[string]string{nri.ProfileAnnotation: "gone"}, "create",
-			fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone")},
+			fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone"), "", ""},
+		// Left alone by the plugin (containerd 2.2 would crash), refused by
+		// the hook: the containerd answering the next case proves it alive.
+		{"seccomp blocks bpf with ENOSYS", pod{}, demo, "start", ocihook.ErrSeccomp.Error(),
+			blockBPFENOSYS, ocihook.Kubernetes.SeccompFix()},
+		{"profile not allowed, again", pod{}, map[string]string{nri.ProfileAnnotation: "gone"}, "create",
+			fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone"), "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := e.configs(t, tc.pod)
 			annotatePod(t, dir, tc.annots)
+			if tc.seccomp != "" {
+				localhostSeccomp(t, dir, tc.seccomp)
+			}
 			s, err := e.start(t, dir)
 			if err == nil {
 				e.remove(t, s)
 				t.Fatalf("the container started; want crictl to fail with %q", tc.want)
 			}
-			quoted := strconv.Quote(tc.want)
-			if !strings.Contains(err.Error(), quoted[1:len(quoted)-1]) {
-				t.Fatalf("crictl's error does not say %q:\n%v", tc.want, err)
+			for _, want := range []string{tc.want, tc.more} {
+				quoted := strconv.Quote(want)
+				if !strings.Contains(err.Error(), quoted[1:len(quoted)-1]) {
+					t.Fatalf("crictl's error does not say %q:\n%v", want, err)
+				}
 			}
 			if cmd, _, _ := strings.Cut(err.Error(), ":"); !strings.Contains(cmd, " "+tc.stage+" ") {
 				t.Errorf("crictl %s should have failed, not %s", tc.stage, cmd)
