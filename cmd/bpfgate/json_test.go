@@ -22,6 +22,7 @@ var nonReporting = map[string]bool{
 	"bpfgate run": true, "bpfgate mount": true, "bpfgate pin": true, "bpfgate unpin": true,
 	"bpfgate mv": true, "bpfgate oci-hook": true, "bpfgate oci-hook hooks-d": true,
 	"bpfgate oci-hook seccomp": true, "bpfgate oci-hook precreate": true, "bpfgate man": true, "bpfgate doctor-hold": true,
+	"bpfgate k8s nri": true, // a daemon: it logs, it reports nothing
 }
 
 // TestEveryReportingCommandPrintsJSON runs every reporting command with
