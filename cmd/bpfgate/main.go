@@ -84,6 +84,7 @@ workloads can derive a BPF token and use exactly what was delegated.`,
 		newCheckCmd(g), newProfilesCmd(g), newCDICmd(g), newOCIHookCmd(g),
 		newLsCmd(g), newPinCmd(g), newUnpinCmd(g), newMvCmd(g), newPreloadCmd(g), newProfileCmd(g),
 		newDoctorCmd(g), newDoctorHoldCmd())
+	root.AddCommand(newK8sCmd(g))
 	root.AddCommand(newVersionCmd(g), newManCmd())
 	return root
 }
