@@ -40,6 +40,10 @@ one JSON line per event.`,
   # in the pod: resources: {limits: {bpfgate.dev/bpf-demo: 1}}`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if devices < 1 || devices > deviceplugin.MaxDevices {
+				// 0 would be the library's default.
+				return fmt.Errorf("%w: --devices %d: give 1 to %d", deviceplugin.ErrConfig, devices, deviceplugin.MaxDevices)
+			}
 			names, err := delegate.KernelNames()
 			if err != nil {
 				return err

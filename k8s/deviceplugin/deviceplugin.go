@@ -130,12 +130,14 @@ func Run(ctx context.Context, cfg Config) error {
 		// whatever is in the directory when it starts.
 		seen, err := waitFor(ctx, kubelet)
 		if err != nil {
+			cfg.Log(Event{Action: "stopped"})
 			return nil
 		}
 		plugins, err := listen(cfg)
 		if err != nil {
 			cfg.Log(Event{Action: "listen_failed", Error: err.Error()})
 			if sleep(ctx, pollInterval) != nil {
+				cfg.Log(Event{Action: "stopped"})
 				return nil
 			}
 			continue

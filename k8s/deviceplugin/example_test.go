@@ -31,7 +31,7 @@ func Example() {
 	defer stop()
 	err = deviceplugin.Run(ctx, deviceplugin.Config{
 		Profiles: allowed, // bpfgate.dev/bpf-NAME each
-		Devices:  64,    // containers per profile at once
+		Devices:  64,      // containers per profile at once
 		Log:      func(e deviceplugin.Event) { fmt.Fprintf(os.Stderr, "%+v\n", e) },
 	})
 	if err != nil {
