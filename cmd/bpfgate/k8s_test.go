@@ -26,7 +26,7 @@ func TestK8sDevicePluginRefusals(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no devices", []string{"k8s", "device-plugin", "--kubelet-dir", dir, "--devices", "0"}, "devices per profile"},
+		{"no devices", []string{"k8s", "device-plugin", "--kubelet-dir", dir, "--devices", "0"}, "--devices 0: give 1 to"},
 		{"empty policy", []string{"--config", empty, "k8s", "device-plugin", "--kubelet-dir", dir}, "the host policy allows none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
