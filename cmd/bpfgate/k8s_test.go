@@ -13,7 +13,10 @@ import (
 
 // The device plugin is a daemon: under --json it prints one line per
 // event (TestK8sDevicePlugin), not one document.
-func init() { nonReporting["bpfgate k8s device-plugin"] = true }
+func init() {
+	nonReporting["bpfgate k8s device-plugin"] = true
+	nonReporting["bpfgate k8s dra"] = true
+}
 
 func TestK8sDevicePluginRefusals(t *testing.T) {
 	dir := t.TempDir()

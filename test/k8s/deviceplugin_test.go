@@ -93,10 +93,17 @@ func kubeletCheck(t *testing.T, k *Kubelet, p staticPod) map[string]string {
 			t.Error(err)
 		}
 	}()
-	out, err := k.Output(p.name, 90*time.Second)
+	out, err := k.Output(p.name+"-"+k.Node, 90*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ebpfcheckReport(t, out)
+}
+
+// ebpfcheckReport checks the uid_map line before ebpfcheck's report (a user
+// namespace of its own) and decodes the report.
+func ebpfcheckReport(t *testing.T, out string) map[string]string {
+	t.Helper()
 	uidMap, report, _ := strings.Cut(out, "\n")
 	if f := strings.Fields(uidMap); len(f) != 3 || f[0] != "0" || f[1] == "0" {
 		t.Errorf("the container's uid_map is %q: not a user namespace of its own", uidMap)
@@ -115,7 +122,7 @@ func kubeletCheck(t *testing.T, k *Kubelet, p staticPod) map[string]string {
 // and a new pod gets the device.
 func TestKubeletDevicePlugin(t *testing.T) {
 	e := setup(t)
-	k, err := StartKubelet(t, filepath.Join(e.dir, "kubelet"), e.cd)
+	k, err := StartKubelet(t, filepath.Join(e.dir, "kubelet"), e.cd, "")
 	if err != nil {
 		t.Fatal(err)
 	}

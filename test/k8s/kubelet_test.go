@@ -48,6 +48,8 @@ type Kubelet struct {
 	cmd    *exec.Cmd
 	exited chan error
 	log    string
+	// kubeconfig, when set, makes it a node of that API server.
+	kubeconfig string
 }
 
 // KubeletNamespace is the namespace of the harness's static pods.
@@ -63,8 +65,9 @@ var kubeletSysctls = map[string]string{
 	"kernel/keys/root_maxbytes": "25000000",
 }
 
-// StartKubelet starts a kubelet in dir (created if need be) on cd.
-func StartKubelet(tb testing.TB, dir string, cd *Containerd) (*Kubelet, error) {
+// StartKubelet starts a kubelet in dir (created if need be) on cd:
+// standalone, or the node Node of the API server kubeconfig leads to.
+func StartKubelet(tb testing.TB, dir string, cd *Containerd, kubeconfig string) (*Kubelet, error) {
 	tb.Helper()
 	k := &Kubelet{
 		Dir:           dir,
@@ -76,6 +79,7 @@ func StartKubelet(tb testing.TB, dir string, cd *Containerd) (*Kubelet, error) {
 		cd:            cd,
 		bin:           testutil.K8sBin(tb, "kubelet"),
 		log:           filepath.Join(dir, "kubelet.log"),
+		kubeconfig:    kubeconfig,
 	}
 	for _, d := range []string{"manifests", "device-plugins", "pod-logs", "root", "sysctl"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -149,9 +153,13 @@ exec "$@"`
 		return err
 	}
 	defer logf.Close()
-	k.cmd = exec.Command("sh", "-c", script, "sh", k.Dir, k.bin,
+	args := []string{"-c", script, "sh", k.Dir, k.bin,
 		"--config", filepath.Join(k.Dir, "config.yaml"), "--root-dir", filepath.Join(k.Dir, "root"),
-		"--cert-dir", filepath.Join(k.Dir, "root", "pki"), "--hostname-override", k.Node, "--v=2")
+		"--cert-dir", filepath.Join(k.Dir, "root", "pki"), "--hostname-override", k.Node, "--v=2"}
+	if k.kubeconfig != "" {
+		args = append(args, "--kubeconfig", k.kubeconfig)
+	}
+	k.cmd = exec.Command("sh", args...)
 	k.cmd.Stdout, k.cmd.Stderr = logf, logf
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if err := k.cmd.Start(); err != nil {
@@ -283,10 +291,9 @@ spec:
 	return os.Rename(tmp, filepath.Join(k.Manifests, p.name+".yaml"))
 }
 
-// Output waits (up to timeout) for the static pod's container to exit and
-// returns what it wrote.
-func (k *Kubelet) Output(name string, timeout time.Duration) (string, error) {
-	pod := name + "-" + k.Node
+// Output waits (up to timeout) for the container "c" of a pod (a static
+// pod's name is NAME-Node) to exit and returns what it wrote.
+func (k *Kubelet) Output(pod string, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		out, err := k.cd.Crictl("ps", "-a", "-o", "json", "--label", "io.kubernetes.pod.name="+pod,
@@ -319,7 +326,7 @@ func (k *Kubelet) Output(name string, timeout time.Duration) (string, error) {
 			return strings.Join(lines, "\n"), nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("static pod %s: no exited container after %v\nkubelet's log:\n%s", pod, timeout, k.LogTail())
+			return "", fmt.Errorf("pod %s: no exited container after %v\nkubelet's log:\n%s", pod, timeout, k.LogTail())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
