@@ -13,9 +13,13 @@
 // and import with ctr: no registry. Pods and containers are made with
 // crictl from JSON configs the tests write.
 //
-// A kubelet joins by pointing --container-runtime-endpoint at
-// Containerd.Endpoint() (its pods then go below kubelet's own cgroup root,
-// which its harness must remove); an NRI plugin connects to
+// StartKubelet (kubelet_test.go) runs a kubelet on a harness's containerd,
+// standalone (static pods) or as the node of a ControlPlane
+// (controlplane_test.go: etcd, API server, scheduler on loopback), in a
+// mount namespace of its own where kubelet's fixed host paths
+// (/var/lib/kubelet/device-plugins, /var/log/containers, the kernel
+// settings it checks) are private; its pods' cgroups go below a cgroup root
+// of its own, which Stop removes. An NRI plugin connects to
 // Containerd.NRISocket; a device's CDI spec goes in Containerd.CDIDir.
 //
 // After the last test the harness removes every pod, stops containerd and

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The device plugin is a daemon: under --json it prints one line per
+// event (TestK8sDevicePlugin), not one document.
+func init() {
+	nonReporting["bpfgate k8s device-plugin"] = true
+	nonReporting["bpfgate k8s dra"] = true
+}
+
+func TestK8sDevicePluginRefusals(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.yaml")
+	if err := os.WriteFile(empty, []byte("profiles: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no devices", []string{"k8s", "device-plugin", "--kubelet-dir", dir, "--devices", "0"}, "--devices 0: give 1 to"},
+		{"empty policy", []string{"--config", empty, "k8s", "device-plugin", "--kubelet-dir", dir}, "the host policy allows none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := bpfgate(t, append([]string{"--json"}, tc.args...)...)
+			var e errorJSON
+			if r.code == 0 || json.Unmarshal([]byte(r.stdout), &e) != nil || !strings.Contains(e.Error, tc.want) {
+				t.Fatalf("%+v, want a JSON error saying %q", r, tc.want)
+			}
+		})
+	}
+}
+
+// TestK8sDevicePlugin: the command serves the built-in profiles (no
+// config file) and reports under --json, one line per event.
+func TestK8sDevicePlugin(t *testing.T) {
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "--json", "--config", filepath.Join(dir, "none.yaml"), "k8s", "device-plugin", "--kubelet-dir", dir, "--devices", "2")
+	// --config given explicitly must exist: the error says so.
+	cmd.Env = append(os.Environ(), asBPFGate+"=1")
+	out, _ := cmd.Output()
+	if !strings.Contains(string(out), `"error"`) {
+		t.Fatalf("a missing --config file: %q, want an error", out)
+	}
+
+	cmd = exec.Command(exe, "--json", "k8s", "device-plugin", "--kubelet-dir", dir, "--devices", "2")
+	cmd.Env = append(os.Environ(), asBPFGate+"=1", configEnv+"=")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No kubelet: it listens only once kubelet's socket is there.
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	time.Sleep(500 * time.Millisecond)
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("listening before kubelet runs: %v", entries)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	var events []map[string]any
+	for sc.Scan() {
+		var e map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Errorf("not a JSON line: %q", sc.Text())
+		}
+		events = append(events, e)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit on SIGINT: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGINT")
+	}
+	if len(events) != 1 || events[0]["action"] != "stopped" {
+		t.Errorf("events %v, want one: stopped", events)
+	}
+}
