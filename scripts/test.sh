@@ -15,6 +15,8 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 CGO_ENABLED=0 go vet ./...
+# bpfgate-k8s: the same program with the Kubernetes components (-tags k8s).
+go vet -tags k8s ./cmd/bpfgate
 
 testsum=$(mktemp -d)
 trap 'rm -rf "$testsum"' EXIT
@@ -22,6 +24,8 @@ go build -o "$testsum/testsum" ./internal/cmd/testsum
 {
 	status=0
 	go test -json -count=1 ./... || status=1
+	# The k8s commands and the JSON conventions in the -tags k8s build.
+	go test -json -count=1 -tags k8s -run 'K8s|JSON' ./cmd/bpfgate || status=1
 	# The helpers honour fault injection only in test builds (tag bpfgate_faults).
 	go test -json -count=1 -tags bpfgate_faults -run 'Fault' ./launch || status=1
 	# Without cgo there are no C helpers: such a build must say so, not run

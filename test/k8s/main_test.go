@@ -79,7 +79,7 @@ func (e *env) build(t *testing.T) error {
 		return err
 	}
 	e.bpfgate = filepath.Join(dir, "bpfgate")
-	if _, err := run("go", "build", "-o", e.bpfgate, "../../cmd/bpfgate"); err != nil {
+	if _, err := run("go", "build", "-tags", "k8s", "-o", e.bpfgate, "../../cmd/bpfgate"); err != nil {
 		return err
 	}
 	ebpfcheck := filepath.Join(dir, "ebpfcheck")
