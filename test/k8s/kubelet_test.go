@@ -218,6 +218,21 @@ func (k *Kubelet) LogTail() string {
 	return strings.Join(lines, "\n")
 }
 
+// LogLines are the lines of kubelet's log that mention s (at most 40).
+func (k *Kubelet) LogLines(s string) string {
+	data, _ := os.ReadFile(k.log)
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	if len(out) > 40 {
+		out = out[len(out)-40:]
+	}
+	return strings.Join(out, "\n")
+}
+
 // Stop stops kubelet, removes its pods and their cgroups; it returns what
 // it could not clean. Dir stays for the caller to remove.
 func (k *Kubelet) Stop() []string {
