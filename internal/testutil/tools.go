@@ -4,7 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -59,4 +61,15 @@ func RepoRoot(tb testing.TB) string {
 		}
 		dir = parent
 	}
+}
+
+// SumMatches adds up the first group of every match of re in out, as the
+// tools' counts are read (a histogram's rows, xdp-filter's drops).
+func SumMatches(re *regexp.Regexp, out string) int {
+	n := 0
+	for _, m := range re.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.Atoi(m[1])
+		n += v
+	}
+	return n
 }

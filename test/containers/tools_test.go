@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -99,15 +98,6 @@ var (
 	toolXDPDrops     = regexp.MustCompile(`XDP_DROP\s+(\d+) pkts`)
 )
 
-func sumOf(re *regexp.Regexp, out string) int {
-	n := 0
-	for _, m := range re.FindAllStringSubmatch(out, -1) {
-		v, _ := strconv.Atoi(m[1])
-		n += v
-	}
-	return n
-}
-
 // TestPodmanRealTools: for each built-in profile a real tool works in a
 // container (attached, counting), and one that needs what the profile
 // lacks fails with EPERM.
@@ -122,14 +112,14 @@ func TestPodmanRealTools(t *testing.T) {
 		ok func(out string) bool
 	}{
 		{"trace/runqlat", "trace", []string{"perfmon"}, "runqlat-libbpf 1 1",
-			func(out string) bool { return sumOf(toolHistogramRow, out) > 0 }},
+			func(out string) bool { return testutil.SumMatches(toolHistogramRow, out) > 0 }},
 		{"demo/bpftool", "demo", nil,
 			"bpftool prog load /objs/minimal-el.elf /sys/fs/bpf/minimal && bpftool prog run pinned /sys/fs/bpf/minimal data_in /objs/minimal-el.elf",
 			func(out string) bool { return strings.Contains(out, "Return value: ") }},
 		{"net/xdp-filter", "net", []string{"net_admin", "perfmon"},
 			"xdp-filter load -m skb lo && xdp-filter port 9999 && " +
 				"{ timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/9999' 2>/dev/null; xdp-filter status; }",
-			func(out string) bool { return sumOf(toolXDPDrops, out) > 0 }},
+			func(out string) bool { return testutil.SumMatches(toolXDPDrops, out) > 0 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := te.runTool(t, e, tc.profile, tc.caps, tc.script)

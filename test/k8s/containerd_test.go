@@ -372,8 +372,15 @@ func (c *Containerd) processes() []int {
 // removeCgroups removes CgroupParent from every hierarchy, killing what
 // still runs in it (nothing, when the pods were removed).
 func (c *Containerd) removeCgroups() []string {
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", c.CgroupParent))
-	if d := filepath.Join("/sys/fs/cgroup", c.CgroupParent); isDir(d) {
+	return removeCgroupTrees(c.CgroupParent, true)
+}
+
+// removeCgroupTrees removes the cgroup rel (with everything below it,
+// deepest first) from every v1 hierarchy and, with unified, from the
+// cgroup2 mount at /sys/fs/cgroup; it returns what it could not remove.
+func removeCgroupTrees(rel string, unified bool) []string {
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", rel))
+	if d := filepath.Join("/sys/fs/cgroup", rel); unified && isDir(d) {
 		dirs = append(dirs, d)
 	}
 	var left []string
@@ -385,7 +392,6 @@ func (c *Containerd) removeCgroups() []string {
 			}
 			return nil
 		})
-		// Deepest first.
 		for i := len(subs) - 1; i >= 0; i-- {
 			if err := removeCgroup(subs[i]); err != nil {
 				left = append(left, "cgroup "+err.Error())

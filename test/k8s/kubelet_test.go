@@ -249,22 +249,7 @@ func (k *Kubelet) Stop() []string {
 			}
 		}
 	}
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", k.CgroupRoot))
-	for _, d := range dirs {
-		var subs []string
-		filepath.WalkDir(d, func(path string, de os.DirEntry, err error) error {
-			if err == nil && de.IsDir() {
-				subs = append(subs, path)
-			}
-			return nil
-		})
-		for i := len(subs) - 1; i >= 0; i-- {
-			if err := removeCgroup(subs[i]); err != nil {
-				left = append(left, "cgroup "+err.Error())
-			}
-		}
-	}
-	return left
+	return append(left, removeCgroupTrees(k.CgroupRoot, false)...)
 }
 
 // staticPod is a static pod of one container "c" with the test image,

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -126,16 +125,6 @@ var (
 	portHits     = regexp.MustCompile(`(?m)^\s*9999\s+dst,tcp,udp\s+(\d+)`)
 )
 
-// sum adds up the first group of every match.
-func sum(re *regexp.Regexp, out string) int {
-	n := 0
-	for _, m := range re.FindAllStringSubmatch(out, -1) {
-		v, _ := strconv.Atoi(m[1])
-		n += v
-	}
-	return n
-}
-
 // TestToolsWork: for each built-in profile, real tools that must work
 // under it load, attach, and count events. The trace tools trace the
 // whole machine (the token's CAP_PERFMON reaches every raw tracepoint),
@@ -150,9 +139,9 @@ func TestToolsWork(t *testing.T) {
 		counts func(out string) int
 	}{
 		{"trace/runqlat", "trace", e.tool("usr/sbin/runqlat-libbpf", "1", "1"),
-			func(out string) int { return sum(histogramRow, out) }},
+			func(out string) int { return testutil.SumMatches(histogramRow, out) }},
 		{"trace/softirqs", "trace", e.tool("usr/sbin/softirqs-libbpf", "1", "1"),
-			func(out string) int { return sum(softirqRow, out) }},
+			func(out string) int { return testutil.SumMatches(softirqRow, out) }},
 		{"trace/wakeuptime", "trace", e.tool("usr/sbin/wakeuptime-libbpf", "1"),
 			func(out string) int { return strings.Count(out, "target:") }},
 		// A socket filter and its array map, loaded and pinned by bpftool,
@@ -169,10 +158,10 @@ func TestToolsWork(t *testing.T) {
 			"{ timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/9999' 2>/dev/null; " +
 			e.sh("usr/sbin/xdp-filter", "status") + "; }"},
 			func(out string) int {
-				if sum(portHits, out) == 0 {
+				if testutil.SumMatches(portHits, out) == 0 {
 					return 0
 				}
-				return sum(xdpDrops, out)
+				return testutil.SumMatches(xdpDrops, out)
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
