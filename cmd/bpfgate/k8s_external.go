@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 // k8sBinary is bpfgate built with -tags k8s: the Kubernetes components
@@ -61,18 +62,35 @@ See docs/kubernetes.md.`,
 }
 
 func findK8sBinary() (string, error) {
+	path := ""
 	if self, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(self), k8sBinary)
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
+			path = p
 		}
 	}
-	p, err := exec.LookPath(k8sBinary)
-	if err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return "", fmt.Errorf("the Kubernetes components are in %s, which is neither next to this binary nor in PATH: build it with: %s", k8sBinary, k8sBuild)
+	if path == "" {
+		p, err := exec.LookPath(k8sBinary)
+		if err != nil {
+			if errors.Is(err, exec.ErrNotFound) {
+				return "", fmt.Errorf("the Kubernetes components are in %s, which is neither next to this binary nor in PATH: build it with: %s", k8sBinary, k8sBuild)
+			}
+			return "", err
 		}
-		return "", err
+		path = p
 	}
-	return p, nil
+	return path, checkK8sBinary(path)
+}
+
+// checkK8sBinary refuses a bpfgate-k8s that someone other than root or the
+// caller could have written: bpfgate runs as root, and would run it.
+func checkK8sBinary(path string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return err
+	}
+	if st.Uid != 0 && int(st.Uid) != os.Getuid() || st.Mode&0o022 != 0 {
+		return fmt.Errorf("%s is owned by uid %d with mode %#o: refusing to run it (it must belong to root or you and be writable by no one else)", path, st.Uid, st.Mode&0o7777)
+	}
+	return nil
 }

@@ -46,4 +46,12 @@ func TestK8sHandsOver(t *testing.T) {
 	if err == nil || json.Unmarshal(out, &e) != nil || !strings.Contains(e.Error, "--devices 0") {
 		t.Fatalf("through bpfgate-k8s: %v, %q", err, out)
 	}
+	// A bpfgate-k8s others may write is not run.
+	if err := os.Chmod(filepath.Join(dir, "bpfgate-k8s"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(filepath.Join(dir, "bpfgate"), "--json", "k8s", "device-plugin", "--devices", "0").Output()
+	if err == nil || json.Unmarshal(out, &e) != nil || !strings.Contains(e.Error, "refusing to run it") {
+		t.Fatalf("a world-writable bpfgate-k8s: %v, %q", err, out)
+	}
 }
