@@ -7,14 +7,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/k8s/nri"
+	"github.com/bpfgate/bpfgate/ocihook"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 // draObjects are a DeviceClass for demo (as deploy/kubernetes/dra.yaml has
-// it), a claim on it and a pod with that claim.
+// it) and a claim on it, which the pods of draPod share.
 const draObjects = `apiVersion: v1
 kind: ServiceAccount
 metadata: {name: default, namespace: %[1]s}
@@ -34,12 +39,15 @@ spec:
     requests:
     - name: bpf
       exactly: {deviceClassName: bpfgate-demo}
----
-apiVersion: v1
+`
+
+// draPod is a pod (a static pod's) with the claim bpf-demo: name,
+// namespace, image, hostUsers, the capabilities added, and annotations.
+const draPod = `apiVersion: v1
 kind: Pod
-metadata: {name: dra-demo, namespace: %[1]s}
+metadata: {name: %s, namespace: %s, annotations: {%s}}
 spec:
-  hostUsers: false
+  hostUsers: %t
   automountServiceAccountToken: false
   restartPolicy: Never
   # No controller manager removes the not-ready taint kubelet registers with.
@@ -48,11 +56,11 @@ spec:
   - {name: bpf, resourceClaimName: bpf-demo}
   containers:
   - name: c
-    image: %[2]s
+    image: %s
     imagePullPolicy: Never
     command: [/bin/sh, -c, "cat /proc/self/uid_map; exec /bin/ebpfcheck"]
     securityContext:
-      capabilities: {add: [BPF]}
+      capabilities: {add: [%s]}
     resources:
       claims: [{name: bpf}]
 `
@@ -157,7 +165,8 @@ func TestDRA(t *testing.T) {
 		t.Fatalf("ResourceSlices: %s", out)
 	}
 
-	if err := cp.Apply(fmt.Sprintf(draObjects, KubeletNamespace, testImage)); err != nil {
+	if err := cp.Apply(fmt.Sprintf(draObjects, KubeletNamespace) + "---\n" +
+		fmt.Sprintf(draPod, "dra-demo", KubeletNamespace, "", false, testImage, "BPF")); err != nil {
 		t.Fatal(err)
 	}
 	ev := wait("prepared")
@@ -174,7 +183,86 @@ func TestDRA(t *testing.T) {
 	if _, err := cp.Kubectl("delete", "pod", "-n", KubeletNamespace, "dra-demo", "--timeout=60s"); err != nil {
 		t.Error(err)
 	}
+
+	// Refusals reach the pod's status (kubectl get pod, describe) word
+	// for word, in the terms of a pod spec: the CDI device's hook refuses
+	// at start, the NRI plugin at create.
+	for _, tc := range []struct {
+		name, annots string
+		hostUsers    bool
+		caps         string
+		nri          bool
+		want         string
+	}{
+		{"no user namespace", "", true, "BPF", false,
+			fmt.Sprintf("%s: %s", ocihook.ErrNoUserNS, ocihook.Kubernetes.UserNSFix())},
+		{"no CAP_BPF", "", false, "", false,
+			fmt.Sprintf("%s: CAP_BPF (%s)", ocihook.ErrMissingCaps, ocihook.Kubernetes.CapsFix([]string{"CAP_BPF"}))},
+		{"profile not allowed", fmt.Sprintf("%q: gone", nri.ProfileAnnotation), false, "BPF", true,
+			fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone")},
+	} {
+		t.Run("refused/"+tc.name, func(t *testing.T) {
+			if tc.nri {
+				e.startNRI(t)
+			}
+			name := "dra-" + strings.ReplaceAll(strings.ReplaceAll(tc.name, " ", "-"), "_", "-")
+			name = strings.ToLower(name)
+			if err := cp.Apply(fmt.Sprintf(draPod, name, KubeletNamespace, tc.annots, tc.hostUsers, testImage, tc.caps)); err != nil {
+				t.Fatal(err)
+			}
+			defer cp.Kubectl("delete", "pod", "-n", KubeletNamespace, name, "--timeout=60s")
+			reason, msg, err := podRefusal(cp, name, 90*time.Second)
+			if err != nil {
+				desc, _ := cp.Kubectl("describe", "pod", "-n", KubeletNamespace, name)
+				t.Fatalf("%v\n%s\nkubelet's lines about it:\n%s", err, desc, k.LogLines(name))
+			}
+			if !strings.Contains(msg, tc.want) {
+				t.Fatalf("the pod's status (%s) does not say %q:\n%s", reason, tc.want, msg)
+			}
+			t.Logf("kubectl get pod %s: %s: %s", name, reason, msg)
+		})
+	}
 	if t.Failed() {
 		fmt.Println("kubelet's log:\n" + k.LogTail())
+	}
+}
+
+// podRefusal waits for the container "c" of a pod to have failed to
+// create or start, and returns the reason and message of its status, as
+// kubectl get pod and describe show them.
+func podRefusal(cp *ControlPlane, pod string, timeout time.Duration) (reason, message string, err error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := cp.Kubectl("get", "pod", "-n", KubeletNamespace, pod, "-o", "json")
+		if err != nil {
+			return "", "", err
+		}
+		var p struct {
+			Status struct {
+				Containers []struct {
+					State map[string]struct {
+						Reason  string `json:"reason"`
+						Message string `json:"message"`
+					} `json:"state"`
+				} `json:"containerStatuses"`
+			} `json:"status"`
+		}
+		if err := json.Unmarshal([]byte(out), &p); err != nil {
+			return "", "", fmt.Errorf("kubectl get pod %s: %w", pod, err)
+		}
+		for _, c := range p.Status.Containers {
+			for state, s := range c.State {
+				switch {
+				case state == "running", state == "terminated" && s.Reason == "Completed":
+					return "", "", fmt.Errorf("pod %s: the container ran (%s)", pod, state)
+				case s.Message != "":
+					return s.Reason, s.Message, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", "", fmt.Errorf("pod %s: no container failed in %v", pod, timeout)
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 }
