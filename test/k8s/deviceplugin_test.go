@@ -22,7 +22,7 @@ type devicePlugin struct {
 	exited chan error
 }
 
-func (e *env) startDevicePlugin(t *testing.T, k *Kubelet) *devicePlugin {
+func (e *env) startDevicePlugin(t testing.TB, k *Kubelet) *devicePlugin {
 	t.Helper()
 	cmd := exec.Command(e.bpfgate, "--config", e.config, "--json", "k8s", "device-plugin",
 		"--kubelet-dir", k.DevicePlugins, "--devices", "4")
@@ -49,7 +49,7 @@ func (e *env) startDevicePlugin(t *testing.T, k *Kubelet) *devicePlugin {
 }
 
 // wait waits for the plugin to report action.
-func (p *devicePlugin) wait(t *testing.T, action string) map[string]any {
+func (p *devicePlugin) wait(t testing.TB, action string) map[string]any {
 	t.Helper()
 	for {
 		select {
@@ -65,7 +65,7 @@ func (p *devicePlugin) wait(t *testing.T, action string) map[string]any {
 	}
 }
 
-func (p *devicePlugin) stop(t *testing.T) {
+func (p *devicePlugin) stop(t testing.TB) {
 	t.Helper()
 	p.cmd.Process.Signal(unix.SIGTERM)
 	select {

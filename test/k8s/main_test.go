@@ -51,7 +51,7 @@ const goneProfile = `  gone:
     maps: [hash]
 `
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	testutil.RequireRoot(t)
 	for _, tool := range []string{"busybox", "nsenter", "ip"} {
@@ -69,7 +69,7 @@ func setup(t *testing.T) *env {
 	return &shared
 }
 
-func (e *env) build(t *testing.T) error {
+func (e *env) build(t testing.TB) error {
 	dir, err := os.MkdirTemp("", "bpfgate-k8s-")
 	if err != nil {
 		return err
