@@ -483,6 +483,8 @@ func TestBadManifests(t *testing.T) {
 		{"duplicate-name", fmt.Sprintf("name: good\nobject: %s\n", hooksObject), "name", "also the name of", preload.ErrDuplicate, true},
 		{"escape", fmt.Sprintf("name: ../../etc\nobject: %s\n", hooksObject), "name", "may not contain", preload.ErrEscape, true},
 		{"dotted", fmt.Sprintf("name: a.b\nobject: %s\n", hooksObject), "name", "refuses dots", preload.ErrManifest, true},
+		{"long-name", fmt.Sprintf("name: %s\nobject: %s\n", strings.Repeat("n", 65), hooksObject), "name", "letters", preload.ErrManifest, true},
+		{"odd-name", fmt.Sprintf("name: a@b\nobject: %s\n", hooksObject), "name", "letters", preload.ErrManifest, true},
 		{"unknown-key", fmt.Sprintf("object: %s\nprogram:\n  - name: x\n", hooksObject), "program", "unknown key", preload.ErrManifest, true},
 		{"no-object", "order: 3\n", "object", "missing", preload.ErrManifest, true},
 	} {
