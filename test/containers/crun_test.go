@@ -302,7 +302,7 @@ func TestCrunRefusals(t *testing.T) {
 	c := e.crun(t)
 	hooks := e.precreateHooks(t)
 	podmanErr := "Error: OCI runtime error: crun: error executing hook `" + e.bpfgate + "` (exit code: 1)"
-	reason := regexp.MustCompile(`^bpfgate: container [0-9a-f]{12}: ` + regexp.QuoteMeta(ocihook.ErrNoUserNS.Error()+
+	reason := regexp.MustCompile(`^bpfgate: container ([0-9a-f]{12}): ` + regexp.QuoteMeta(ocihook.ErrNoUserNS.Error()+
 		": run it with one: podman run --userns=auto:size=65536, or --uidmap/--gidmap with a host id range no other container uses") + "\n$")
 	for _, tc := range []struct {
 		name  string
@@ -323,8 +323,14 @@ func TestCrunRefusals(t *testing.T) {
 				t.Errorf("podman's error: %q, want %q", last, podmanErr)
 			}
 			data, _ := os.ReadFile(hookErr)
-			if !reason.Match(data) {
-				t.Errorf("the hook's stderr: %q, want %q", data, reason)
+			m := reason.FindSubmatch(data)
+			if m == nil {
+				t.Fatalf("the hook's stderr: %q, want %q", data, reason)
+			}
+			// crun made the container's cgroups before it ran the hook.
+			left, err := filepath.Glob(filepath.Join(cgroupRoot, "*", "libpod_parent", "libpod-"+string(m[1])+"*"))
+			if err != nil || len(left) > 0 {
+				t.Errorf("the refused container's cgroups are left: %v %v", left, err)
 			}
 			if after := bpfMounts(t); after != before {
 				t.Errorf("host bpffs mounts: %d before, %d after", before, after)
