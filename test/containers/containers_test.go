@@ -28,7 +28,7 @@ type env struct {
 	seccomp string
 	hooks   string // a hooks.d directory
 	cdiSpec string
-	podman  []string // podman with the test's containers.conf
+	podman  []string // the podman command the helpers run (see crun)
 	image   string   // the test image, in the run's own podman storage
 	hostDir string   // a host directory the image's /linked points at
 	err     error
@@ -211,6 +211,11 @@ network_config_dir = %q
 	return nil
 }
 
+// runPodman runs e.podman with args.
+func (e *env) runPodman(args ...string) (string, error) {
+	return run(e.podman[0], append(e.podman[1:], args...)...)
+}
+
 // runLock serialises runs of these tests on a machine (from several
 // checkouts, say): their containers get host ids from the same blocks.
 const runLock = "/run/bpfgate-e2e.lock"
@@ -244,6 +249,8 @@ func (e *env) addSubIDs() error {
 
 func TestMain(m *testing.M) {
 	switch dir := os.Getenv(dirEnv); {
+	case len(os.Args) > 2 && os.Args[1] == v1OnlyArg:
+		os.Exit(cgroupV1Only(os.Args[2:]))
 	case os.Geteuid() != 0:
 		// Every test skips, or fails under CI=true.
 		os.Exit(m.Run())
@@ -276,7 +283,7 @@ func (e *env) podmanRun(t *testing.T, flags ...string) (map[string]string, error
 	t.Helper()
 	args := append([]string{"run", "--rm"}, flags...)
 	args = append(args, e.image, "/bin/ebpfcheck")
-	out, err := run("podman", args...)
+	out, err := e.runPodman(args...)
 	if err != nil {
 		return nil, err
 	}

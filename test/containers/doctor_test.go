@@ -65,7 +65,7 @@ func (r doctorReport) expect(t *testing.T, check, status string, says ...string)
 func (e *env) podmanStart(t *testing.T, flags ...string) string {
 	t.Helper()
 	args := append([]string{"run", "-d"}, flags...)
-	out, err := run("podman", append(args, e.image, "sleep", "600")...)
+	out, err := e.runPodman(append(args, e.image, "sleep", "600")...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func (e *env) podmanStart(t *testing.T, flags ...string) string {
 		// after stopping it (seen here): try again.
 		var err error
 		for try := 0; try < 10; try++ {
-			if _, err = run("podman", "rm", "-f", "-t", "0", id); err == nil {
+			if _, err = e.runPodman("rm", "-f", "-t", "0", id); err == nil {
 				return
 			}
 			time.Sleep(300 * time.Millisecond)

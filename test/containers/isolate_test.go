@@ -36,7 +36,7 @@ var shadowed = []string{"/etc", "/run", "/var/lib"}
 // watched are where podman and CDI keep system-wide state: a run must
 // leave them as it found them.
 var watched = []string{"/etc/cdi", "/var/run/cdi", "/etc/subuid", "/etc/subgid",
-	"/var/lib/containers", "/run/containers", "/run/libpod", "/run/runc", "/dev/shm/libpod_lock"}
+	"/var/lib/containers", "/run/containers", "/run/libpod", "/run/runc", "/run/crun", "/dev/shm/libpod_lock"}
 
 // outside runs the tests in a mount namespace of their own and returns the
 // exit code.
