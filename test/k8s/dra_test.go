@@ -13,18 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// draObjects are a DeviceClass for demo (as deploy/kubernetes/dra.yaml has
-// it), a claim on it and a pod with that claim.
+// draObjects are a claim on demo's DeviceClass (which bpfgate k8s dra
+// device-classes makes) and a pod with that claim.
 const draObjects = `apiVersion: v1
 kind: ServiceAccount
 metadata: {name: default, namespace: %[1]s}
----
-apiVersion: resource.k8s.io/v1
-kind: DeviceClass
-metadata: {name: bpfgate-demo}
-spec:
-  selectors:
-  - cel: {expression: 'device.driver == "bpfgate.dev" && device.attributes["bpfgate.dev"].profile == "demo"'}
 ---
 apiVersion: resource.k8s.io/v1
 kind: ResourceClaim
@@ -157,6 +150,14 @@ func TestDRA(t *testing.T) {
 		t.Fatalf("ResourceSlices: %s", out)
 	}
 
+	// The DeviceClasses of the node's policy, as a user applies them.
+	classes, err := run(e.bpfgate, "--config", e.config, "k8s", "dra", "device-classes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Apply(classes); err != nil {
+		t.Fatal(err)
+	}
 	if err := cp.Apply(fmt.Sprintf(draObjects, KubeletNamespace, testImage)); err != nil {
 		t.Fatal(err)
 	}
