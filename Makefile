@@ -1,7 +1,7 @@
 # make              build bpfgate (with cgo), its man pages and completions into dist/build
 # make install      install them under $(DESTDIR)$(PREFIX) (default /usr/local)
 # make uninstall    remove what make install installed
-# make deb          build dist/bpfgate_VERSION-1_ARCH.deb (packaging/build-deb.sh)
+# make deb          build dist/bpfgate_VERSION-1_ARCH.deb and dist/bpfgate-k8s_VERSION-1_ARCH.deb (packaging/build-deb.sh)
 # make test         the whole test suite (scripts/test.sh), then the packaging tests
 # make clean        remove dist/
 

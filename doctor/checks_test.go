@@ -9,6 +9,7 @@ import (
 
 	"github.com/bpfgate/bpfgate/bpffs"
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/ocihook"
 )
 
 func set(t *testing.T, cmds, maps, progs, attachs string) *delegate.Set {
@@ -142,11 +143,69 @@ func TestCheckCaps(t *testing.T) {
 		}
 		o := &Options{}
 		if tc.spec {
-			o.Spec = &specs.Spec{}
+			o.Spec = &specs.Spec{Annotations: podmanAnnotations}
 		}
 		f := pr.checkCaps(names, o)
 		if f.Status != tc.status || !strings.Contains(f.Fix, tc.fix) {
 			t.Errorf("%s: %+v", tc.name, f)
 		}
+	}
+}
+
+// Annotations of a container as each caller makes it.
+var (
+	podmanAnnotations = map[string]string{"io.container.manager": "libpod"}
+	k8sAnnotations    = map[string]string{"io.kubernetes.cri.container-type": "container", "io.kubernetes.pod.name": "p"}
+)
+
+// TestContainerFixes: a container's fixes are in the words of what made
+// it, the OCI hook's (ocihook.Caller), not podman flags for every one.
+func TestContainerFixes(t *testing.T) {
+	names := delegate.BuiltinNames()
+	blocking := &specs.Spec{Linux: &specs.Linux{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActErrno}}}
+	for _, tc := range []struct {
+		name        string
+		annotations map[string]string
+		caller      ocihook.Caller
+		// Words each fix must hold: user namespace, capabilities
+		// (CAP_BPF and CAP_NET_ADMIN missing), seccomp, bpffs.
+		userns, caps, seccomp, bpffs string
+	}{
+		{"kubernetes", k8sAnnotations, ocihook.Kubernetes,
+			"hostUsers: false", "securityContext.capabilities.add: [BPF, NET_ADMIN]", "securityContext.seccompProfile", "bpfgate.dev/bpf-PROFILE"},
+		{"podman", podmanAnnotations, ocihook.Podman,
+			"podman run --userns=auto", "podman run --cap-add bpf --cap-add net_admin", "--security-opt seccomp=", "podman run --device bpfgate.dev/bpf=PROFILE"},
+		{"runc", nil, ocihook.Runc,
+			"linux.uidMappings", "add CAP_BPF, CAP_NET_ADMIN to process.capabilities.bounding", "linux.seccomp.syscalls", "hooks.createRuntime"},
+		// podman kube play: podman's, though it looks like a pod.
+		{"podman kube play", map[string]string{"io.container.manager": "libpod", "io.kubernetes.pod.name": "p"}, ocihook.Podman,
+			"podman run --userns=auto", "--cap-add net_admin", "--security-opt seccomp=", "podman run --device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := *blocking
+			spec.Annotations = tc.annotations
+			o := &Options{Spec: &spec}
+			pr := &proc{hostNS: true, status: map[string]string{"CapEff": "0", "CapBnd": "0"},
+				bpffs: &bpffs.Info{Delegation: *set(t, "prog_load", "", "xdp", "xdp")}}
+			for _, c := range []struct {
+				f        Finding
+				want, eq string
+			}{
+				{pr.checkUserNS(o), tc.userns, tc.caller.UserNSFix()},
+				{pr.checkCaps(names, o), tc.caps, tc.caller.CapsFix([]string{"CAP_BPF", "CAP_NET_ADMIN"})},
+				{checkSeccompConfig(o), tc.seccomp, tc.caller.SeccompFix()},
+				{(&proc{}).checkBPFFS(names, o), tc.bpffs, ""},
+			} {
+				if c.f.Status != Fail || !strings.Contains(c.f.Fix, c.want) {
+					t.Errorf("%s: %s, fix %q, want a failure whose fix says %q", c.f.Check, c.f.Status, c.f.Fix, c.want)
+				}
+				if c.eq != "" && c.f.Fix != c.eq {
+					t.Errorf("%s: fix %q, want the OCI hook's %q", c.f.Check, c.f.Fix, c.eq)
+				}
+			}
+			if got := o.seccompFix(); got != tc.caller.SeccompFix() {
+				t.Errorf("seccomp fix %q, want %q", got, tc.caller.SeccompFix())
+			}
+		})
 	}
 }

@@ -115,7 +115,9 @@ type Options struct {
 	Timeout time.Duration
 	// Spec is the container's OCI config, when the process is a
 	// container's init: its seccomp section is evaluated too, and fixes
-	// are given as podman flags.
+	// are given in the terms of what made it (its annotations tell, see
+	// ocihook.CallerOf): pod spec fields for Kubernetes, podman flags,
+	// config.json fields for plain runc.
 	Spec *specs.Spec
 
 	// recording: bpfgate's recorder serves the process's bpf(2) user

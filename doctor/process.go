@@ -20,6 +20,7 @@ import (
 	"github.com/bpfgate/bpfgate/internal/boundedio"
 	"github.com/bpfgate/bpfgate/internal/seccomp"
 	"github.com/bpfgate/bpfgate/launch"
+	"github.com/bpfgate/bpfgate/ocihook"
 )
 
 // Bounds on what is read of a process.
@@ -161,9 +162,21 @@ func delegationText(names *delegate.Names, s delegate.Set) string {
 	return "nothing delegated"
 }
 
+// caller is what made the container's config.json (its annotations
+// tell): fixes are given in its terms, as the OCI hook's refusals are.
+func (o *Options) caller() ocihook.Caller {
+	return ocihook.CallerOf(o.Spec.Annotations)
+}
+
 // howToMount says how to start a process with a delegated bpffs.
 func (o *Options) howToMount() string {
 	if o.Spec != nil {
+		switch o.caller() {
+		case ocihook.Kubernetes:
+			return "give the pod a bpfgate device: resources.limits bpfgate.dev/bpf-PROFILE: 1 (device plugin) or a claim on the bpfgate-PROFILE DeviceClass (DRA), see docs/kubernetes.md"
+		case ocihook.Runc:
+			return "in config.json, add bpfgate's hook to hooks.createRuntime: bpfgate oci-hook --profile PROFILE (what the CDI device bpfgate.dev/bpf=PROFILE adds), see docs/containers.md"
+		}
 		return "give the container a bpfgate device (podman run --device bpfgate.dev/bpf=PROFILE, see docs/containers.md)"
 	}
 	return "start it with `bpfgate run --profile PROFILE -- CMD` (or --cmds/--maps/--progs/--attachs), which mounts a delegated bpffs at /sys/fs/bpf"
@@ -290,10 +303,6 @@ func capSet(v string) (uint64, bool) {
 	return n, err == nil
 }
 
-func capFlag(c delegate.Cap) string {
-	return strings.ToLower(strings.TrimPrefix(c.String(), "CAP_"))
-}
-
 func (pr *proc) checkCaps(names *delegate.Names, o *Options) Finding {
 	f := Finding{Check: CheckCaps}
 	eff, ok1 := capSet(pr.status["CapEff"])
@@ -331,12 +340,8 @@ func (pr *proc) checkCaps(names *delegate.Names, o *Options) Finding {
 	case len(notBnd) > 0:
 		f.Status = Fail
 		f.Seen += "; not even in its bounding set: " + joinCaps(notBnd)
-		var flags []string
-		for _, c := range notBnd {
-			flags = append(flags, "--cap-add "+capFlag(c))
-		}
 		if o.Spec != nil {
-			f.Fix = "podman run " + strings.Join(flags, " ")
+			f.Fix = o.caller().CapsFix(capNames(notBnd))
 		} else {
 			f.Fix = "start it with bpfgate run, which keeps what the delegation needs (or --caps " + strings.ToLower(joinCaps(need)) + ")"
 		}
@@ -350,20 +355,23 @@ func (pr *proc) checkCaps(names *delegate.Names, o *Options) Finding {
 	return f
 }
 
-func joinCaps(cs []delegate.Cap) string {
+// capNames are the names of caps, as config.json writes them.
+func capNames(cs []delegate.Cap) []string {
 	s := make([]string, len(cs))
 	for i, c := range cs {
 		s[i] = c.String()
 	}
-	return strings.Join(s, ", ")
+	return s
 }
+
+func joinCaps(cs []delegate.Cap) string { return strings.Join(capNames(cs), ", ") }
 
 func (pr *proc) checkUserNS(o *Options) Finding {
 	f := Finding{Check: CheckUserNS}
 	if pr.hostNS {
 		f.Status, f.Seen = Fail, "the process shares the host's user namespace: a token comes only from a bpffs a non-initial user namespace owns"
 		if o.Spec != nil {
-			f.Fix = "podman run --userns=auto:size=65536 (or --uidmap/--gidmap with a host id range no other container uses)"
+			f.Fix = o.caller().UserNSFix()
 		} else {
 			f.Fix = "start it with bpfgate run, which gives it a user namespace of its own"
 		}
@@ -381,7 +389,7 @@ func (pr *proc) checkUserNS(o *Options) Finding {
 
 func (o *Options) seccompFix() string {
 	if o.Spec != nil {
-		return seccomp.Fix
+		return o.caller().SeccompFix()
 	}
 	return "the filter comes from whatever started the process (its runtime, systemd's SystemCallFilter=, a launcher): let bpf(2) through there; bpfgate run's own filter allows it"
 }
@@ -456,7 +464,7 @@ func checkSeccompConfig(o *Options) Finding {
 	if res.Allowed() {
 		f.Status = OK
 	} else {
-		f.Status, f.Fix = Fail, seccomp.Fix
+		f.Status, f.Fix = Fail, o.seccompFix()
 	}
 	return f
 }

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Builds dist/bpfgate_VERSION-1_ARCH.deb: the binary (with cgo), its man
-# pages and shell completions, the systemd unit and the docs, packaged by
-# nfpm used as a library (packaging/main.go, a module of its own).
+# Builds two packages, packaged by nfpm used as a library (packaging/main.go,
+# a module of its own):
+#   dist/bpfgate_VERSION-1_ARCH.deb      the binary (with cgo), its man pages
+#                                        and shell completions, the systemd
+#                                        unit and the docs (nfpm.yaml)
+#   dist/bpfgate-k8s_VERSION-1_ARCH.deb  bpfgate-k8s, the -tags k8s build that
+#                                        `bpfgate k8s` runs, and its man pages;
+#                                        depends on bpfgate of the same
+#                                        version (nfpm-k8s.yaml)
 # Usage: packaging/build-deb.sh [DISTDIR]   (default: dist)
-# Prints the path of the .deb on its last line.
+# Prints the paths of the two .debs, bpfgate's then bpfgate-k8s's, on its
+# last two lines.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dist=${1:-$root/dist}
@@ -19,7 +26,10 @@ fi
 
 stage=$dist/stage
 rm -rf "$stage"
-"$root/packaging/stage.sh" "$stage" /usr/bin >&2
+BPFGATE_K8S=1 "$root/packaging/stage.sh" "$stage" /usr/bin >&2
 # Debian installs man pages compressed; -n leaves the time out of the header.
-gzip -9n "$stage"/man/*.1
-"$GO" -C "$root/packaging" run . -config nfpm.yaml -root "$root" -stage "$stage" -out "$dist"
+gzip -9n "$stage"/man/*.1 "$stage"/man-k8s/*.1
+# Built once, run twice.
+"$GO" -C "$root/packaging" build -o "$stage/mkdeb" .
+"$stage/mkdeb" -config "$root/packaging/nfpm.yaml" -root "$root" -stage "$stage" -out "$dist"
+"$stage/mkdeb" -config "$root/packaging/nfpm-k8s.yaml" -binary bpfgate-k8s -root "$root" -stage "$stage" -out "$dist"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the .deb and installs it into a clean Debian root with dpkg, then
+# Builds the .debs and installs them into a clean Debian root with dpkg, then
 # runs the installed bpfgate there: `bpfgate version` and `bpfgate check
-# --profile demo`, and removes the package again.
+# --profile demo`; then bpfgate-k8s through `bpfgate k8s` (its Depends
+# enforced, its owner and mode accepted by bpfgate's check), and removes the
+# packages again.
 #
 # The clean root is a minimal Debian (debootstrap --variant=minbase) of the
 # host's release, so dpkg really resolves the package's Depends against a
@@ -65,12 +67,20 @@ fi
 
 work=$(mktemp -d /var/tmp/bpfgate-ci.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-deb=$("$root/packaging/build-deb.sh" "$work/dist" | tail -n1)
-echo "package: $deb" >&2
-dpkg-deb --info "$deb" >&2
+mapfile -t debs < <("$root/packaging/build-deb.sh" "$work/dist" | tail -n2)
+deb=${debs[0]} k8sdeb=${debs[1]}
+for d in "$deb" "$k8sdeb"; do
+	echo "package: $d" >&2
+	dpkg-deb --info "$d" >&2
+done
+case "$(basename "$deb")/$(basename "$k8sdeb")" in
+bpfgate_*.deb/bpfgate-k8s_*.deb) ;;
+*) echo "build-deb.sh printed $deb and $k8sdeb, want bpfgate's and bpfgate-k8s's .deb" >&2; exit 1 ;;
+esac
 
 cp -a "$rootfs" "$work/root"
 cp "$deb" "$work/root/tmp/bpfgate.deb"
+cp "$k8sdeb" "$work/root/tmp/bpfgate-k8s.deb"
 # What the installed binary must report: the commit of this checkout when
 # Go could stamp it (a clone, whose .git is a directory).
 want_commit=
@@ -104,7 +114,43 @@ unshare --mount --propagation private -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/b
 	echo "$out"
 	want="delegate_cmds=map_create:prog_load:btf_load,delegate_maps=hash:array,delegate_progs=socket_filter,delegate_attachs=cgroup_inet_ingress"
 	[ "$out" = "$want" ] || { echo "bpfgate check --profile demo printed $out, want $want" >&2; exit 1; }
+	# Without bpfgate-k8s, bpfgate k8s says what is missing.
+	if out=$(inroot bpfgate k8s --help 2>&1); then
+		echo "bpfgate k8s --help without bpfgate-k8s succeeded: $out" >&2; exit 1
+	fi
+	grep -q "bpfgate-k8s, which is neither next to this binary nor in PATH" <<<"$out" ||
+		{ echo "bpfgate k8s without bpfgate-k8s: $out" >&2; exit 1; }
+
+	# bpfgate-k8s depends on bpfgate of its version: without it dpkg
+	# leaves it unconfigured.
 	inroot dpkg -r bpfgate
-	[ ! -e "$R/usr/bin/bpfgate" ] || { echo "dpkg -r left /usr/bin/bpfgate" >&2; exit 1; }
+	if inroot dpkg -i /tmp/bpfgate-k8s.deb >/dev/null 2>&1; then
+		echo "dpkg -i bpfgate-k8s without bpfgate succeeded: its Depends is missing" >&2; exit 1
+	fi
+	[ "$(inroot dpkg-query -W -f="\${Status}" bpfgate-k8s)" != "install ok installed" ]
+	inroot dpkg -i /tmp/bpfgate.deb /tmp/bpfgate-k8s.deb
+	for p in bpfgate bpfgate-k8s; do
+		[ "$(inroot dpkg-query -W -f="\${Status}" $p)" = "install ok installed" ] ||
+			{ echo "$p is not installed" >&2; exit 1; }
+	done
+	[ "$(stat -c "%U %a" "$R/usr/bin/bpfgate-k8s")" = "root 755" ]
+	[ -f "$R/usr/share/man/man1/bpfgate-k8s-dra.1.gz" ] || { echo "bpfgate-k8s has no man page for k8s dra" >&2; exit 1; }
+	# bpfgate finds it next to itself, accepts its owner and mode, and
+	# hands over: the real k8s commands answer.
+	out=$(inroot bpfgate k8s --help)
+	for w in device-plugin dra nri; do
+		grep -q "^  $w " <<<"$out" || { echo "bpfgate k8s --help does not list $w:" >&2; echo "$out" >&2; exit 1; }
+	done
+	out=$(inroot bpfgate k8s dra device-classes)
+	echo "$out"
+	grep -q "^  name: bpfgate-demo$" <<<"$out" || { echo "bpfgate k8s dra device-classes: no bpfgate-demo class" >&2; exit 1; }
+	# bpfgate cannot go while bpfgate-k8s needs it.
+	if inroot dpkg -r bpfgate >/dev/null 2>&1; then
+		echo "dpkg -r bpfgate succeeded with bpfgate-k8s installed" >&2; exit 1
+	fi
+	inroot dpkg -r bpfgate-k8s bpfgate
+	for f in /usr/bin/bpfgate /usr/bin/bpfgate-k8s; do
+		[ ! -e "$R$f" ] || { echo "dpkg -r left $f" >&2; exit 1; }
+	done
 '
-echo "the .deb installs into a clean $suite root, runs, and removes cleanly"
+echo "the .debs install into a clean $suite root, run, and remove cleanly"

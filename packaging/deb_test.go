@@ -26,7 +26,27 @@ func run(t *testing.T, dir, name string, args ...string) string {
 	return string(out)
 }
 
-// TestBuildDeb builds the .deb as `make deb` does and checks what it holds.
+// listing is every path in a .deb, with its mode; it fails the test when
+// a file does not belong to root.
+func listing(t *testing.T, deb string) map[string]string {
+	t.Helper()
+	modes := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(run(t, "", "dpkg-deb", "-c", deb)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			t.Fatalf("dpkg-deb -c: odd line %q", line)
+		}
+		path := strings.TrimPrefix(f[len(f)-1], ".")
+		modes[path] = f[0]
+		if f[1] != "root/root" {
+			t.Errorf("%s: %s belongs to %s, not root/root", filepath.Base(deb), path, f[1])
+		}
+	}
+	return modes
+}
+
+// TestBuildDeb builds the .debs as `make deb` does and checks what they
+// hold.
 func TestBuildDeb(t *testing.T) {
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
 		t.Fatal("dpkg-deb is needed to read the package: apt-get install dpkg")
@@ -37,21 +57,18 @@ func TestBuildDeb(t *testing.T) {
 	}
 	dist := t.TempDir()
 	out := strings.Fields(run(t, root, "packaging/build-deb.sh", dist))
-	deb := out[len(out)-1]
-	if filepath.Dir(deb) != dist || !strings.HasSuffix(deb, "_amd64.deb") && !strings.HasSuffix(deb, ".deb") {
-		t.Fatalf("build-deb.sh printed %q, not a .deb in %s", deb, dist)
+	if len(out) < 2 {
+		t.Fatalf("build-deb.sh printed %q, want two .debs", out)
+	}
+	deb, k8sDeb := out[len(out)-2], out[len(out)-1]
+	for _, d := range []struct{ path, name string }{{deb, "bpfgate_"}, {k8sDeb, "bpfgate-k8s_"}} {
+		if filepath.Dir(d.path) != dist || !strings.HasPrefix(filepath.Base(d.path), d.name) || !strings.HasSuffix(d.path, ".deb") {
+			t.Fatalf("build-deb.sh printed %q, not a %s*.deb in %s", d.path, d.name, dist)
+		}
 	}
 
 	// Every file, with its mode.
-	listing := run(t, root, "dpkg-deb", "-c", deb)
-	modes := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(listing), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 {
-			t.Fatalf("dpkg-deb -c: odd line %q", line)
-		}
-		modes[strings.TrimPrefix(f[len(f)-1], ".")] = f[0]
-	}
+	modes := listing(t, deb)
 	want := map[string]string{
 		"/usr/bin/bpfgate": "-rwxr-xr-x",
 		"/usr/lib/systemd/system/bpfgate-preload.service":   "-rw-r--r--",
@@ -90,7 +107,10 @@ func TestBuildDeb(t *testing.T) {
 	}
 	var generated []string
 	for _, p := range pages {
-		generated = append(generated, p.Name())
+		// bpfgate k8s's page is bpfgate-k8s's: the k8s build's.
+		if p.Name() != "bpfgate-k8s.1" {
+			generated = append(generated, p.Name())
+		}
 	}
 	slices.Sort(inDeb)
 	if !slices.Equal(inDeb, generated) || len(generated) < 10 {
@@ -110,6 +130,45 @@ func TestBuildDeb(t *testing.T) {
 			t.Errorf("control fields do not match %s:\n%s", re, fields)
 		}
 	}
+	version := strings.TrimSpace(run(t, root, "dpkg-deb", "-f", deb, "Version"))
+	arch := strings.TrimSpace(run(t, root, "dpkg-deb", "-f", deb, "Architecture"))
+
+	// bpfgate-k8s: the -tags k8s build and the pages of the k8s
+	// commands, nothing bpfgate's package has (dpkg would refuse to
+	// install both), depending on bpfgate of exactly its version.
+	k8sModes := listing(t, k8sDeb)
+	if got := k8sModes["/usr/bin/bpfgate-k8s"]; got != "-rwxr-xr-x" {
+		t.Errorf("bpfgate-k8s: /usr/bin/bpfgate-k8s has mode %q, want -rwxr-xr-x", got)
+	}
+	k8sMans := t.TempDir()
+	run(t, root, filepath.Join(dist, "stage", "bpfgate-k8s"), "man", k8sMans)
+	k8sPages, _ := filepath.Glob(filepath.Join(k8sMans, "bpfgate-k8s*.1"))
+	if len(k8sPages) < 4 {
+		t.Errorf("bpfgate-k8s man writes %d pages of k8s commands: %v", len(k8sPages), k8sPages)
+	}
+	for _, p := range k8sPages {
+		if got := k8sModes["/usr/share/man/man1/"+filepath.Base(p)+".gz"]; got != "-rw-r--r--" {
+			t.Errorf("bpfgate-k8s: %s.gz has mode %q", filepath.Base(p), got)
+		}
+	}
+	for path, mode := range k8sModes {
+		if _, ok := modes[path]; ok && !strings.HasPrefix(mode, "d") {
+			t.Errorf("%s is in both packages", path)
+		}
+		if !strings.HasPrefix(path, "/usr/") && path != "/" {
+			t.Errorf("bpfgate-k8s: unexpected path %s", path)
+		}
+	}
+	k8sFields := run(t, root, "dpkg-deb", "-f", k8sDeb, "Package", "Version", "Architecture", "Depends", "Description")
+	for _, want := range []string{
+		"Package: bpfgate-k8s\n", "Version: " + version + "\n", "Architecture: " + arch + "\n",
+		"Depends: bpfgate (= " + version + "), libc6 (>= 2.",
+		"Description: Kubernetes device plugin, DRA driver and NRI plugin for bpfgate\n",
+	} {
+		if !strings.Contains(k8sFields, want) {
+			t.Errorf("bpfgate-k8s's control fields do not say %q:\n%s", want, k8sFields)
+		}
+	}
 
 	// The packaged unit runs the packaged binary.
 	x := t.TempDir()
@@ -123,6 +182,14 @@ func TestBuildDeb(t *testing.T) {
 	}
 	if got := run(t, root, filepath.Join(x, "usr/bin/bpfgate"), "completion", "bash"); got != string(must(os.ReadFile(filepath.Join(x, "usr/share/bash-completion/completions/bpfgate")))) {
 		t.Error("the bash completion differs from what the packaged binary generates")
+	}
+	// The packaged bpfgate runs the packaged bpfgate-k8s, next to it.
+	run(t, root, "dpkg-deb", "-x", k8sDeb, x)
+	help := run(t, root, filepath.Join(x, "usr/bin/bpfgate"), "k8s", "--help")
+	for _, cmd := range []string{"device-plugin", "dra", "nri"} {
+		if !regexp.MustCompile(`(?m)^  ` + cmd + ` `).MatchString(help) {
+			t.Errorf("bpfgate k8s --help does not list %s:\n%s", cmd, help)
+		}
 	}
 }
 

@@ -1,5 +1,6 @@
-// Command mkdeb writes bpfgate's .deb with nfpm used as a library, from
-// nfpm.yaml and a directory that stage.sh filled.
+// Command mkdeb writes bpfgate's .debs with nfpm used as a library, from
+// nfpm.yaml (bpfgate) or nfpm-k8s.yaml (bpfgate-k8s) and a directory that
+// stage.sh filled.
 //
 // It lives in a module of its own so that nfpm and its dependencies stay out
 // of the module graph of programs that import bpfgate's packages.
@@ -33,6 +34,7 @@ func main() {
 	flag.StringVar(&o.stage, "stage", "dist/stage", "directory filled by packaging/stage.sh")
 	flag.StringVar(&o.out, "out", "dist", "directory the .deb is written to")
 	flag.StringVar(&o.root, "root", ".", "repository root: paths in the configuration are relative to it")
+	flag.StringVar(&o.binary, "binary", "bpfgate", "the binary in -stage the package's architecture and libc dependency are read from (bpfgate-k8s for nfpm-k8s.yaml)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintln(os.Stderr, "mkdeb: no arguments expected; see -help")
@@ -47,7 +49,7 @@ func main() {
 }
 
 type options struct {
-	config, stage, out, root string
+	config, stage, out, root, binary string
 }
 
 // build writes the .deb and returns its path.
@@ -60,10 +62,24 @@ func build(o options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(stage, "bpfgate")
-	meta, err := inspect(bin)
+	// The version is bpfgate's, for every package of the build: a package
+	// of another binary (bpfgate-k8s) depends on bpfgate of its version.
+	meta, err := inspect(filepath.Join(stage, "bpfgate"))
 	if err != nil {
 		return "", err
+	}
+	if o.binary != "" && o.binary != "bpfgate" {
+		if filepath.Base(o.binary) != o.binary {
+			return "", fmt.Errorf("-binary %q: want a file name in %s", o.binary, stage)
+		}
+		own, err := inspect(filepath.Join(stage, o.binary))
+		if err != nil {
+			return "", err
+		}
+		if own.version != meta.version {
+			return "", fmt.Errorf("%w: %s is version %s and bpfgate %s: build both from one checkout (packaging/stage.sh does)", errNotPackageable, o.binary, own.version, meta.version)
+		}
+		meta.arch, meta.libcDepends = own.arch, own.libcDepends
 	}
 	vars := map[string]string{
 		"VERSION":      meta.version,

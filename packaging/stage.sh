@@ -4,7 +4,13 @@
 #   OUTDIR/man/*.1                  man pages, from the binary's own command tree
 #   OUTDIR/completions/{bpfgate.bash,_bpfgate,bpfgate.fish}
 #   OUTDIR/bpfgate-preload.service  the systemd unit, running BINDIR/bpfgate
-# Usage: packaging/stage.sh OUTDIR BINDIR
+# and with BPFGATE_K8S=1 also the Kubernetes components:
+#   OUTDIR/bpfgate-k8s              bpfgate built with -tags k8s, which
+#                                   `bpfgate k8s ...` runs from BINDIR
+#   OUTDIR/man-k8s/bpfgate-k8s*.1   the pages of its k8s commands, which
+#                                   replace OUTDIR/man/bpfgate-k8s.1 (the
+#                                   page of the first binary's hand-over)
+# Usage: [BPFGATE_K8S=1] packaging/stage.sh OUTDIR BINDIR
 set -euo pipefail
 if [ $# -ne 2 ]; then
 	echo "usage: $0 OUTDIR BINDIR (BINDIR: where bpfgate will be installed, e.g. /usr/bin)" >&2
@@ -44,3 +50,17 @@ grep -q '^ExecStart=/usr/local/bin/bpfgate ' "$unit" || {
 	exit 1
 }
 sed "s|/usr/local/bin|$bindir|g" "$unit" >"$out/bpfgate-preload.service"
+
+if [ "${BPFGATE_K8S:-}" = 1 ]; then
+	CGO_ENABLED=1 "$GO" build -tags k8s -trimpath -buildvcs=auto -o "$out/bpfgate-k8s" ./cmd/bpfgate
+	rm -rf "$out/man-k8s"
+	mkdir -p "$out/man-k8s"
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	env -u BPFGATE_CONFIG "$out/bpfgate-k8s" man "$tmp"
+	# Every other page is the same as the first binary's. bpfgate-k8s.1
+	# goes with the binary it names (it lists the k8s commands; the first
+	# binary's only says to install it).
+	mv "$tmp"/bpfgate-k8s.1 "$tmp"/bpfgate-k8s-*.1 "$out/man-k8s/"
+	rm "$out/man/bpfgate-k8s.1"
+fi

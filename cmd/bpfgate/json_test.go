@@ -25,6 +25,16 @@ var nonReporting = map[string]bool{
 	"bpfgate k8s nri": true, // a daemon: it logs, it reports nothing
 }
 
+// reportingCmd is a reporting command to run with --json and -p.
+type reportingCmd struct {
+	args  []string
+	array bool // else an object
+}
+
+// k8sReporting are the reporting commands of the -tags k8s build
+// (k8s_test.go adds them).
+var k8sReporting []reportingCmd
+
 // TestEveryReportingCommandPrintsJSON runs every reporting command with
 // --json and -p and checks that stdout is one JSON document of the
 // documented top-level type; a new command must be added here or to
@@ -44,10 +54,7 @@ func TestEveryReportingCommandPrintsJSON(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, f), data, 0o644)
 	}
 	pre := []string{"--dir", dir, "--root", root}
-	reporting := []struct {
-		args  []string
-		array bool // else an object
-	}{
+	reporting := append([]reportingCmd{
 		{[]string{"token", "show"}, true},
 		{[]string{"token", "probe"}, false},
 		{[]string{"names"}, false},
@@ -63,7 +70,7 @@ func TestEveryReportingCommandPrintsJSON(t *testing.T) {
 		{[]string{"preload", "remove", "iterators", "--root", root}, true},
 		{[]string{"profile", "--", "true"}, false},
 		{[]string{"doctor"}, false},
-	}
+	}, k8sReporting...)
 	covered := map[string]bool{}
 	for _, tc := range reporting {
 		for _, flag := range []string{"--json", "-p"} {

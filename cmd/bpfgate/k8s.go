@@ -123,7 +123,8 @@ publishes a ResourceSlice for this node with --devices devices per profile
 the host allows (attribute bpfgate.dev/profile), and prepares a claim
 allocated one of them to the CDI device bpfgate.dev/bpf=PROFILE, which the
 runtime resolves through the spec of 'bpfgate cdi generate'. A DeviceClass
-per profile selects the devices (deploy/kubernetes/dra.yaml). The pod needs
+per profile selects the devices: 'bpfgate k8s dra device-classes' prints
+them for kubectl apply. The pod needs
 hostUsers: false and capabilities.add: ["BPF"]. In a pod it uses the pod's
 service account (in-cluster configuration) unless --kubeconfig is given.
 Runs until SIGINT or SIGTERM. Under --json it prints one JSON line per event.`,
@@ -190,5 +191,39 @@ Runs until SIGINT or SIGTERM. Under --json it prints one JSON line per event.`,
 	cmd.Flags().StringVar(&registrar, "registrar-dir", dra.DefaultRegistrarDir, "kubelet's plugin registration directory")
 	cmd.Flags().StringVar(&data, "data-dir", dra.DefaultDataDir, "the driver's directory (its socket)")
 	cmd.Flags().IntVar(&devices, "devices", dra.DefaultDevices, "devices per profile: how many claims on the node can hold one at once")
+	cmd.AddCommand(newK8sDeviceClassesCmd(g))
 	return cmd
+}
+
+func newK8sDeviceClassesCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "device-classes",
+		Short: "Print a DeviceClass per allowed profile, for kubectl apply -f -",
+		Long: `Print the DeviceClasses (resource.k8s.io/v1) that select the devices the
+DRA driver publishes: one per profile the host allows (the config file's, or
+the built-in ones when there is no file), named bpfgate-PROFILE, selecting
+the driver's devices whose bpfgate.dev/profile attribute is PROFILE. A claim
+names the class as its deviceClassName. The output is YAML documents
+separated by ---; under --json, one List object. Both are what kubectl apply
+-f - reads. A profile whose name is not a DNS label (lower case letters,
+digits and '-', at most 55 characters) is refused, as the driver refuses
+it: rename it in the policy.`,
+		Example: `  bpfgate k8s dra device-classes | kubectl apply -f -
+  bpfgate k8s dra device-classes --config node-policy.yaml > classes.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			profiles, err := g.allowedProfiles()
+			if err != nil {
+				return err
+			}
+			classes, err := dra.DeviceClasses(profiles)
+			if err != nil {
+				return err
+			}
+			if g.jsonOut() {
+				return g.printJSON(map[string]any{"apiVersion": "v1", "kind": "List", "items": classes})
+			}
+			return dra.WriteYAML(os.Stdout, classes)
+		},
+	}
 }

@@ -34,7 +34,8 @@ func newK8sCmd(g *globals) *cobra.Command {
 in bpfgate-k8s, bpfgate built with -tags k8s, so that this binary, which the
 OCI hook runs on every container start, does not carry client-go and grpc.
 bpfgate k8s ARGS runs bpfgate-k8s k8s ARGS, from the directory of this
-binary or else from PATH. Build it with:
+binary or else from PATH. The bpfgate-k8s package installs it as
+/usr/bin/bpfgate-k8s; or build it with:
 
   ` + k8sBuild + `
 
@@ -73,7 +74,7 @@ func findK8sBinary() (string, error) {
 		p, err := exec.LookPath(k8sBinary)
 		if err != nil {
 			if errors.Is(err, exec.ErrNotFound) {
-				return "", fmt.Errorf("the Kubernetes components are in %s, which is neither next to this binary nor in PATH: build it with: %s", k8sBinary, k8sBuild)
+				return "", fmt.Errorf("the Kubernetes components are in %s, which is neither next to this binary nor in PATH: install the bpfgate-k8s package (apt install bpfgate-k8s), or build it with: %s", k8sBinary, k8sBuild)
 			}
 			return "", err
 		}

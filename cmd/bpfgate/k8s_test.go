@@ -18,6 +18,51 @@ import (
 func init() {
 	nonReporting["bpfgate k8s device-plugin"] = true
 	nonReporting["bpfgate k8s dra"] = true
+	k8sReporting = append(k8sReporting, reportingCmd{[]string{"k8s", "dra", "device-classes"}, false})
+}
+
+// TestK8sDRADeviceClasses: the classes of the config file's profiles, as
+// YAML documents kubectl reads or one List under --json; a profile the
+// driver would refuse is refused.
+func TestK8sDRADeviceClasses(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good.yaml", "profiles:\n  demo:\n    cmds: [map_create]\n    maps: [hash]\n  net-2:\n    cmds: [map_create]\n    maps: [array]\n")
+	bad := write("bad.yaml", "profiles:\n  demo:\n    cmds: [map_create]\n    maps: [hash]\n  My_Tool:\n    cmds: [map_create]\n    maps: [hash]\n")
+
+	r := bpfgate(t, "--config", good, "k8s", "dra", "device-classes")
+	docs := strings.Split(r.stdout, "\n---\n")
+	if r.code != 0 || len(docs) != 2 || !strings.Contains(docs[0], "name: bpfgate-demo\n") || !strings.Contains(docs[1], "name: bpfgate-net-2\n") ||
+		!strings.Contains(docs[1], `device.attributes["bpfgate.dev"].profile`) || !strings.HasPrefix(docs[0], "apiVersion: resource.k8s.io/v1\nkind: DeviceClass\n") {
+		t.Fatalf("%+v, want two DeviceClass documents, bpfgate-demo and bpfgate-net-2", r)
+	}
+
+	r = bpfgate(t, "--json", "--config", good, "k8s", "dra", "device-classes")
+	var list struct {
+		Kind  string `json:"kind"`
+		Items []struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil || list.Kind != "List" || len(list.Items) != 2 ||
+		list.Items[1].Kind != "DeviceClass" || list.Items[1].Metadata.Name != "bpfgate-net-2" {
+		t.Fatalf("%+v, want a List of two DeviceClasses", r)
+	}
+
+	r = bpfgate(t, "--json", "--config", bad, "k8s", "dra", "device-classes")
+	var e errorJSON
+	if r.code == 0 || json.Unmarshal([]byte(r.stdout), &e) != nil || !strings.Contains(e.Error, `profile "My_Tool" does not make a device or DeviceClass name`) {
+		t.Fatalf("%+v, want a JSON error naming My_Tool", r)
+	}
 }
 
 func TestK8sDevicePluginRefusals(t *testing.T) {

@@ -3,8 +3,8 @@
 //
 // It publishes, for its node, a ResourceSlice of driver bpfgate.dev with
 // Config.Devices devices per profile the host allows, each with the
-// attribute bpfgate.dev/profile; a DeviceClass per profile selects them
-// (deploy/kubernetes/dra.yaml). When kubelet prepares a ResourceClaim
+// attribute bpfgate.dev/profile; a DeviceClass per profile selects them,
+// as DeviceClasses makes them (bpfgate k8s dra device-classes). When kubelet prepares a ResourceClaim
 // allocated one of them, the driver answers with the CDI device
 // bpfgate.dev/bpf=PROFILE, which kubelet passes to the runtime. As with the
 // device plugin, bpfgate's OCI hook is the trust boundary: it checks the

@@ -9,7 +9,6 @@ import (
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
@@ -85,11 +84,26 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: %d devices per profile for %d profiles: give 1 to %d in all", ErrConfig, c.Devices, len(c.Profiles), MaxDevices)
 	}
 	for _, p := range c.Profiles {
-		if errs := validation.IsDNS1123Label(DeviceName(p, c.Devices-1)); len(errs) > 0 {
-			return fmt.Errorf("%w: profile %q does not make a device name: %s: rename it in the host policy", ErrConfig, p, errs[0])
+		if err := checkProfile(p, c.Devices); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// devices are the devices Run publishes: n per profile, each with its
+// profile as the attribute ProfileAttribute (in the driver's domain: CEL
+// reads it as device.attributes["bpfgate.dev"].profile).
+func devices(profiles []string, n int) []resourceapi.Device {
+	var devs []resourceapi.Device
+	for _, p := range profiles {
+		for i := range n {
+			devs = append(devs, resourceapi.Device{Name: DeviceName(p, i), Attributes: map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{
+				ProfileAttribute: {StringValue: &p},
+			}})
+		}
+	}
+	return devs
 }
 
 // driver answers kubelet.
@@ -108,15 +122,9 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Log = func(Event) {}
 	}
 	d := &driver{profiles: map[string]string{}, log: cfg.Log}
-	var devs []resourceapi.Device
-	for _, p := range cfg.Profiles {
-		for i := range cfg.Devices {
-			name := DeviceName(p, i)
-			d.profiles[name] = p
-			devs = append(devs, resourceapi.Device{Name: name, Attributes: map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{
-				ProfileAttribute: {StringValue: &p},
-			}})
-		}
+	devs := devices(cfg.Profiles, cfg.Devices)
+	for _, dev := range devs {
+		d.profiles[dev.Name] = *dev.Attributes[ProfileAttribute].StringValue
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return err

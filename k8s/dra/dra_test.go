@@ -83,7 +83,10 @@ func TestConfig(t *testing.T) {
 		{"no client", Config{Profiles: []string{"demo"}, Node: "n"}, "API client"},
 		{"no profiles", Config{Node: "n", Client: client}, "no profile"},
 		{"too many devices", Config{Profiles: []string{"a", "b"}, Node: "n", Client: client, Devices: 65}, "1 to 128"},
-		{"bad name", Config{Profiles: []string{"Demo_1"}, Node: "n", Client: client}, "device name"},
+		{"bad name", Config{Profiles: []string{"Demo_1"}, Node: "n", Client: client}, `profile "Demo_1" does not make a device or DeviceClass name`},
+		// Its devices could be named, its DeviceClass not: DeviceClasses
+		// refuses it, so Run does.
+		{"too long for a class", Config{Profiles: []string{strings.Repeat("a", 56)}, Node: "n", Client: client}, "at most 55 characters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Run(context.Background(), tc.cfg)

@@ -37,3 +37,40 @@ func Example() {
 		fmt.Fprintln(os.Stderr, err)
 	}
 }
+
+// Write the DeviceClasses of the host's profiles for kubectl apply -f -,
+// as bpfgate k8s dra device-classes does.
+func ExampleDeviceClasses() {
+	classes, err := dra.DeviceClasses([]string{"demo", "tracing"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	if err := dra.WriteYAML(os.Stdout, classes); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	// Output:
+	// apiVersion: resource.k8s.io/v1
+	// kind: DeviceClass
+	// metadata:
+	//   labels:
+	//     bpfgate.dev/profile: demo
+	//   name: bpfgate-demo
+	// spec:
+	//   selectors:
+	//   - cel:
+	//       expression: device.driver == "bpfgate.dev" && device.attributes["bpfgate.dev"].profile
+	//         == "demo"
+	// ---
+	// apiVersion: resource.k8s.io/v1
+	// kind: DeviceClass
+	// metadata:
+	//   labels:
+	//     bpfgate.dev/profile: tracing
+	//   name: bpfgate-tracing
+	// spec:
+	//   selectors:
+	//   - cel:
+	//       expression: device.driver == "bpfgate.dev" && device.attributes["bpfgate.dev"].profile
+	//         == "tracing"
+}

@@ -18,18 +18,11 @@ import (
 	"github.com/bpfgate/bpfgate/profile"
 )
 
-// draObjects are a DeviceClass for demo (as deploy/kubernetes/dra.yaml has
-// it) and a claim on it, which the pods of draPod share.
+// draObjects are a claim on demo's DeviceClass (which bpfgate k8s dra
+// device-classes makes), which the pods of draPod share.
 const draObjects = `apiVersion: v1
 kind: ServiceAccount
 metadata: {name: default, namespace: %[1]s}
----
-apiVersion: resource.k8s.io/v1
-kind: DeviceClass
-metadata: {name: bpfgate-demo}
-spec:
-  selectors:
-  - cel: {expression: 'device.driver == "bpfgate.dev" && device.attributes["bpfgate.dev"].profile == "demo"'}
 ---
 apiVersion: resource.k8s.io/v1
 kind: ResourceClaim
@@ -41,7 +34,7 @@ spec:
       exactly: {deviceClassName: bpfgate-demo}
 `
 
-// draPod is a pod (a static pod's) with the claim bpf-demo: name,
+// draPod is a pod with the claim bpf-demo: its name,
 // namespace, image, hostUsers, the capabilities added, and annotations.
 const draPod = `apiVersion: v1
 kind: Pod
@@ -165,6 +158,14 @@ func TestDRA(t *testing.T) {
 		t.Fatalf("ResourceSlices: %s", out)
 	}
 
+	// The DeviceClasses of the node's policy, as a user applies them.
+	classes, err := run(e.bpfgate, "--config", e.config, "k8s", "dra", "device-classes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Apply(classes); err != nil {
+		t.Fatal(err)
+	}
 	if err := cp.Apply(fmt.Sprintf(draObjects, KubeletNamespace) + "---\n" +
 		fmt.Sprintf(draPod, "dra-demo", KubeletNamespace, "", false, testImage, "BPF")); err != nil {
 		t.Fatal(err)
