@@ -1,0 +1,446 @@
+package k8s
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/internal/testutil"
+)
+
+// CRIO is a CRI-O of the run's own: its root, runroot, state, sockets,
+// logs, CDI spec directory, hooks.d directory and configuration (its own
+// policy.json, storage.conf and registries.conf too) are under Dir, and it
+// runs in a mount namespace of its own. Every host path CRI-O would use by
+// default is overridden in its configuration; Stop fails the run if one of
+// them appeared on the host while it ran (crioHostPaths).
+type CRIO struct {
+	Dir      string // root of everything below
+	Socket   string // the gRPC (CRI) socket
+	CDIDir   string // the only CDI spec directory it reads
+	HooksDir string // the only OCI hooks.d directory it reads
+	// CgroupParent is the cgroup (relative to each hierarchy's root) its
+	// pods go below: the harness removes it at the end.
+	CgroupParent string
+
+	bin     map[string]string // crio, pinns, runc, crictl, conmon
+	env     []string          // CRI-O's and podman's: its own containers config files
+	cmd     *exec.Cmd
+	exited  chan error
+	mountNS uint64
+	log     string
+	absent  []string // crioHostPaths that did not exist before it started
+}
+
+// crioBins are the binaries of the cached build CRI-O needs.
+var crioBins = []string{"crio", "pinns", "runc", "crictl"}
+
+// conmon is CRI-O's container monitor, from Debian (scripts/deps.sh).
+const conmon = "/usr/bin/conmon"
+
+// crioHostPaths are the host paths CRI-O, conmon, pinns, runc and podman
+// (which loads the images) use when not told otherwise. None of them may
+// appear on the host while the harness runs: its configuration overrides
+// every one.
+var crioHostPaths = []string{
+	"/run/crio", "/var/lib/crio", "/var/log/crio", "/etc/crio", // CRI-O's own
+	"/var/lib/containers", "/run/containers", "/etc/containers/storage.conf", // containers/storage
+	"/run/crun", "/run/runc", // runtime roots
+	"/run/netns", "/run/ipcns", "/run/utsns", "/run/userns", "/run/pidns", // pinns's namespaces_dir
+	"/run/nri", "/opt/nri", // NRI (off)
+	"/etc/cdi", "/run/cdi", "/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d",
+	"/etc/sysconfig", // irqbalance
+	"/etc/cni", "/opt/cni", "/var/lib/cni",
+	"/run/libpod", "/var/lib/containers/cache", "/dev/shm/libpod_lock", "/etc/containers/networks", // podman
+}
+
+// StartCRIO starts a CRI-O in dir (which must exist and be empty) with the
+// images in archives (see image.writeArchive) in its storage, and waits for
+// it to be ready. Stop it with Stop.
+func StartCRIO(tb testing.TB, dir string, archives map[string]string) (*CRIO, error) {
+	tb.Helper()
+	c := &CRIO{
+		Dir:          dir,
+		Socket:       filepath.Join(dir, "crio.sock"),
+		CDIDir:       filepath.Join(dir, "cdi"),
+		HooksDir:     filepath.Join(dir, "hooks.d"),
+		CgroupParent: fmt.Sprintf("/bpfgate-crio-%x", sha256.Sum256([]byte(dir)))[:len("/bpfgate-crio-")+16],
+		bin:          map[string]string{"conmon": conmon},
+		log:          filepath.Join(dir, "crio.log"),
+	}
+	for _, b := range append(crioBins, "cni/loopback") {
+		c.bin[b] = testutil.K8sBin(tb, b)
+	}
+	if _, err := os.Stat(conmon); err != nil {
+		testutil.Skip(tb, "conmon is not installed (scripts/deps.sh: conmon)")
+	}
+	for _, p := range crioHostPaths {
+		if _, err := os.Lstat(p); err != nil {
+			c.absent = append(c.absent, p)
+		}
+	}
+	for _, d := range []string{"cdi", "hooks.d", "cni-bin", "cni-conf", "root", "run", "tmp", "podman/tmp", "podman/networks"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.writeConfig(); err != nil {
+		return nil, err
+	}
+	for a, name := range archives {
+		if err := c.load(a, name); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.start(); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *CRIO) cgroupParent() string { return c.CgroupParent }
+
+// Endpoint is the CRI endpoint for crictl and kubelet.
+func (c *CRIO) Endpoint() string { return "unix://" + c.Socket }
+
+func (c *CRIO) writeConfig() error {
+	d := func(name string) string { return filepath.Join(c.Dir, name) }
+	files := map[string]string{
+		"policy.json":     `{"default":[{"type":"insecureAcceptAnything"}]}` + "\n",
+		"registries.conf": "unqualified-search-registries = []\n",
+		"storage.conf":    fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = %q\n", d("root"), d("run")),
+		// podman (loading images): file locks in its tmpdir, not /dev/shm;
+		// no events file; its network config here.
+		"containers.conf": fmt.Sprintf(`[containers]
+default_ulimits = []
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "none"
+lock_type = "file"
+runtime = %q
+tmp_dir = %q
+[network]
+network_config_dir = %q
+`, c.bin["runc"], d("podman/tmp"), d("podman/networks")),
+		// Every path CRI-O has a host default for is set here; NRI is off
+		// (its socket and plugin directories would be host paths). The
+		// seccomp notifier's directory is the socket's, "seccomp".
+		"crio.conf": fmt.Sprintf(`[crio]
+root = %[1]q
+runroot = %[2]q
+storage_driver = "overlay"
+log_dir = %[3]q
+version_file = %[4]q
+version_file_persist = %[5]q
+clean_shutdown_file = %[6]q
+[crio.api]
+listen = %[7]q
+stream_address = "127.0.0.1"
+stream_port = "0"
+[crio.runtime]
+default_runtime = "runc"
+cgroup_manager = "cgroupfs"
+conmon_cgroup = "pod"
+cdi_spec_dirs = [%[8]q]
+hooks_dir = [%[9]q]
+pinns_path = %[10]q
+namespaces_dir = %[11]q
+container_exits_dir = %[12]q
+container_attach_socket_dir = %[13]q
+decryption_keys_path = %[14]q
+irqbalance_config_file = %[15]q
+irqbalance_config_restore_file = "disable"
+default_ulimits = []
+log_to_journald = false
+enable_criu_support = false
+[crio.runtime.runtimes.runc]
+runtime_path = %[16]q
+runtime_type = "oci"
+runtime_root = %[17]q
+monitor_path = %[18]q
+# CRI-O's built-in handler, kept when another is the default: a path
+# that is not there drops it (crun 1.8 makes /run/crun at every start, even
+# for --version, which CRI-O runs).
+[crio.runtime.runtimes.crun]
+runtime_path = %[25]q
+[crio.image]
+pause_image = %[19]q
+signature_policy = %[20]q
+signature_policy_dir = %[21]q
+big_files_temporary_dir = %[22]q
+[crio.network]
+network_dir = %[23]q
+plugin_dirs = [%[24]q]
+[crio.nri]
+enable_nri = false
+[crio.metrics]
+enable_metrics = false
+`, d("root"), d("run"), d("pods"), d("version"), d("version-persist"), d("clean.shutdown"),
+			c.Socket, c.CDIDir, c.HooksDir, c.bin["pinns"], d("ns"), d("exits"), d("attach"),
+			d("keys"), d("irqbalance"), c.bin["runc"], d("runc"), c.bin["conmon"],
+			pauseImage, d("policy.json"), d("policies"), d("tmp"), d("cni-conf"), d("cni-bin"), d("no-crun")),
+		"cni-conf/10-bpfgate-test.conflist": `{"cniVersion":"1.0.0","name":"bpfgate-test","plugins":[{"type":"bpfgate-test-veth"}]}`,
+		"crictl.yaml":                       fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 60\n", c.Endpoint(), c.Endpoint()),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(d(name), []byte(data), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(d("cni-bin/bpfgate-test-veth"), []byte(cniPlugin), 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink(c.bin["cni/loopback"], d("cni-bin/loopback")); err != nil {
+		return err
+	}
+	c.env = append(os.Environ(),
+		"CONTAINERS_CONF="+d("containers.conf"),
+		"CONTAINERS_STORAGE_CONF="+d("storage.conf"),
+		"CONTAINERS_REGISTRIES_CONF="+d("registries.conf"),
+		"TMPDIR="+d("tmp"),
+		"PATH="+filepath.Dir(c.bin["crio"])+":"+os.Getenv("PATH"))
+	return nil
+}
+
+// load loads an OCI archive into CRI-O's storage with podman, in a mount
+// namespace of its own (its storage driver's mounts stay there, see also
+// privateMounts), and names
+// the image (podman does not read containerd's name annotation).
+func (c *CRIO) load(archive, name string) error {
+	out, err := c.podman("load", "-q", "-i", archive)
+	if err != nil {
+		return err
+	}
+	// "Loaded image: sha256:ID" (or a name podman made up).
+	_, id, ok := strings.Cut(strings.TrimSpace(out), "Loaded image: ")
+	if !ok {
+		return fmt.Errorf("podman load %s: no image in %q", archive, out)
+	}
+	_, err = c.podman("tag", strings.TrimPrefix(strings.TrimSpace(id), "sha256:"), name)
+	return err
+}
+
+func (c *CRIO) podman(args ...string) (string, error) {
+	d := func(name string) string { return filepath.Join(c.Dir, name) }
+	cmd := exec.Command("sh", append([]string{"-c", privateMounts, "sh", "podman", "--root", d("root"), "--runroot", d("run"),
+		"--tmpdir", d("podman/tmp"), "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
+		"--events-backend", "none", "--network-config-dir", d("podman/networks")}, args...)...)
+	cmd.Env = c.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return "", fmt.Errorf("podman %s: %w\n%s", strings.Join(args, " "), err, ee.Stderr)
+		}
+		return "", err
+	}
+	return string(out), nil
+}
+
+// privateMounts is what the shell CRI-O and podman run under does first in
+// their mount namespace: private tmpfs mounts on the host paths they use
+// whatever their configuration says. /var/lib/cni: libcni keeps the result
+// of every CNI ADD there. /var/lib/containers: containers/image's blob info
+// cache is /var/lib/containers/cache for root. Where the host lacks one of
+// them to mount on, the tmpfs goes on /var/lib itself (nothing there is of
+// use to them with this configuration). /var/tmp: podman 4.3 unpacks an OCI
+// archive there, whatever TMPDIR or image_copy_tmp_dir say.
+const privateMounts = `if [ -d /var/lib/cni ] && [ -d /var/lib/containers ]; then
+	mount -t tmpfs -o mode=0700 bpfgate-crio /var/lib/cni &&
+	mount -t tmpfs -o mode=0711 bpfgate-crio /var/lib/containers
+else
+	mount -t tmpfs -o mode=0755 bpfgate-crio /var/lib
+fi && mount -t tmpfs -o mode=1777 bpfgate-crio /var/tmp && exec "$@"`
+
+func (c *CRIO) start() error {
+	logf, err := os.Create(c.log)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	c.cmd = exec.Command("sh", "-c", privateMounts, "sh",
+		c.bin["crio"], "--config", filepath.Join(c.Dir, "crio.conf"), "--config-dir", "")
+	c.cmd.Env = c.env
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Setsid: true}
+	if err := c.cmd.Start(); err != nil {
+		return fmt.Errorf("start crio: %w", err)
+	}
+	c.exited = make(chan error, 1)
+	go func() { c.exited <- c.cmd.Wait() }()
+	ns, err := nsInode(c.cmd.Process.Pid, "mnt")
+	if err != nil {
+		return err
+	}
+	if own, err := nsInode(os.Getpid(), "mnt"); err != nil || own == ns {
+		return fmt.Errorf("CRI-O did not get a mount namespace of its own (%v)", err)
+	}
+	c.mountNS = ns
+	// Ready: the runtime and the network (CNI config found).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := c.Crictl("info")
+		if err == nil && strings.Count(strings.Join(strings.Fields(out), ""), `"status":true`) >= 2 {
+			return nil
+		}
+		select {
+		case err := <-c.exited:
+			c.exited <- err
+			return fmt.Errorf("crio exited: %v\n%s", err, c.logTail())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("crio was not ready on %s in 60 s: %v %s\n%s", c.Socket, err, out, c.logTail())
+		}
+	}
+}
+
+func (c *CRIO) logTail() string {
+	data, _ := os.ReadFile(c.log)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > 20 {
+		lines = lines[len(lines)-20:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Crictl runs crictl on this CRI-O.
+func (c *CRIO) Crictl(args ...string) (string, error) {
+	return run(c.bin["crictl"], append([]string{"--config", filepath.Join(c.Dir, "crictl.yaml")}, args...)...)
+}
+
+// Stop removes every pod, stops CRI-O and whatever is left in its mount
+// namespace (conmon), removes the pods' cgroups and reports what it could
+// not clean, and every host path of crioHostPaths that appeared.
+func (c *CRIO) Stop() []string {
+	var left []string
+	if c.cmd != nil && c.cmd.Process != nil {
+		if _, err := c.Crictl("rmp", "--force", "--all"); err != nil {
+			left = append(left, "pods: "+err.Error())
+		}
+		c.cmd.Process.Signal(unix.SIGTERM)
+		select {
+		case <-c.exited:
+		case <-time.After(15 * time.Second):
+			c.cmd.Process.Kill()
+			<-c.exited
+		}
+		for i := 0; ; i++ {
+			pids := nsProcesses(c.mountNS)
+			if len(pids) == 0 {
+				break
+			}
+			if i == 50 {
+				left = append(left, fmt.Sprintf("processes in CRI-O's mount namespace: %v", pids))
+				break
+			}
+			for _, pid := range pids {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	left = append(left, removeCgroupTrees(c.CgroupParent, true)...)
+	left = append(left, c.hostPaths()...)
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(c.Dir))
+	if err != nil {
+		left = append(left, err.Error())
+	}
+	for _, m := range ms {
+		left = append(left, "mount "+m.Mountpoint)
+	}
+	return left
+}
+
+// hostPaths lists the paths of crioHostPaths that did not exist when the
+// harness started and do now.
+func (c *CRIO) hostPaths() []string {
+	var made []string
+	for _, p := range c.absent {
+		if _, err := os.Lstat(p); err == nil {
+			made = append(made, "host path "+p+" (a CRI-O default the harness should override)")
+		}
+	}
+	return made
+}
+
+var (
+	crioOnce   sync.Once
+	crioShared env
+)
+
+// setupCRIO is setup for CRI-O: one CRI-O for the run, with the images, the
+// CDI spec and bpfgate's hooks.d entry.
+func setupCRIO(t *testing.T) *env {
+	t.Helper()
+	setupTools(t)
+	for _, b := range crioBins {
+		testutil.K8sBin(t, b)
+	}
+	if _, err := os.Stat(conmon); err != nil {
+		testutil.Skip(t, "conmon is not installed (scripts/deps.sh: conmon)")
+	}
+	crioOnce.Do(func() {
+		crioShared = tools
+		crioShared.err = crioShared.startCRIO(t)
+	})
+	if crioShared.err != nil {
+		t.Fatal(crioShared.err)
+	}
+	return &crioShared
+}
+
+func (e *env) startCRIO(t *testing.T) error {
+	dir := filepath.Join(e.dir, "crio")
+	for _, d := range []string{"cdi", "hooks.d"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	e.hookLog = e.hookLogOf("crio")
+	// CRI-O reads both at start (and watches them): put them there first.
+	if err := copyFile(e.spec("crio"), filepath.Join(dir, "cdi", "bpfgate.yaml")); err != nil {
+		return err
+	}
+	if _, err := run(e.bpfgate, "--config", e.config, "oci-hook", "hooks-d",
+		"-o", filepath.Join(dir, "hooks.d", "bpfgate.json"), "--log", e.hookLog); err != nil {
+		return err
+	}
+	var err error
+	e.crio, err = StartCRIO(t, dir, e.archives)
+	if e.crio != nil {
+		e.cri = e.crio
+	}
+	return err
+}
+
+// TestCRIOCDIDevice: on CRI-O, a pod with a user namespace gets exactly the
+// demo profile's rights through the CRI CDI field and the cdi.k8s.io
+// annotation, and nothing without the device.
+func TestCRIOCDIDevice(t *testing.T) {
+	e := setupCRIO(t)
+	for _, tc := range []struct {
+		name string
+		pod  pod
+		want map[string]string
+	}{
+		{"CDI field", pod{devices: []string{demoDevice}}, demoAllowed},
+		{"CDI annotation", pod{annots: map[string]string{cdiAnnotation: demoDevice}}, demoAllowed},
+		{"no device", pod{}, nothingAllowed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expect(t, e.check(t, tc.pod), tc.want)
+		})
+	}
+}
