@@ -2,10 +2,12 @@ package k8s
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
+	"github.com/bpfgate/bpfgate/ocihook"
+	"github.com/bpfgate/bpfgate/profile"
 )
 
 // CRIO is a CRI-O of the run's own: its root, runroot, state, sockets,
@@ -442,5 +446,143 @@ func TestCRIOCDIDevice(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			expect(t, e.check(t, tc.pod), tc.want)
 		})
+	}
+}
+
+// profileAnnotation selects the profile for the hooks.d entry.
+var profileAnnotation = map[string]string{ocihook.ProfileAnnotation: "demo"}
+
+// TestCRIOHooksD: CRI-O runs bpfgate's hooks.d entry for a container
+// annotated io.bpfgate.profile (no CDI device), which then gets exactly the
+// profile's rights; a container without the annotation gets nothing.
+func TestCRIOHooksD(t *testing.T) {
+	e := setupCRIO(t)
+	for _, tc := range []struct {
+		name string
+		pod  pod
+		want map[string]string
+	}{
+		{"annotated", pod{annots: profileAnnotation}, demoAllowed},
+		{"not annotated", pod{annots: map[string]string{"io.bpfgate.other": "demo"}}, nothingAllowed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expect(t, e.check(t, tc.pod), tc.want)
+		})
+	}
+}
+
+// TestCRIORefusals: the hook's refusal reaches the CRI client through
+// CRI-O word for word: crictl create fails with it (CRI-O runs the runtime's
+// create, and so the hook, when the container is created; containerd when
+// it is started). The expected texts are built from ocihook's and
+// profile's exported errors, as in TestCRIRefusals.
+func TestCRIORefusals(t *testing.T) {
+	e := setupCRIO(t)
+	noCap := ocihook.ErrMissingCaps.Error() + ": CAP_BPF"
+	for _, tc := range []struct {
+		name string
+		pod  pod
+		want string
+	}{
+		{"no user namespace", pod{noUserNS: true, devices: []string{demoDevice}}, ocihook.ErrNoUserNS.Error()},
+		{"no user namespace, hooks.d", pod{noUserNS: true, annots: profileAnnotation}, ocihook.ErrNoUserNS.Error()},
+		{"no CAP_BPF", pod{noCapBPF: true, devices: []string{demoDevice}}, noCap},
+		{"no CAP_BPF, CDI annotation", pod{noCapBPF: true, annots: map[string]string{cdiAnnotation: demoDevice}}, noCap},
+		{"no CAP_BPF, hooks.d", pod{noCapBPF: true, annots: profileAnnotation}, noCap},
+		{"profile not allowed", pod{devices: []string{"bpfgate.dev/bpf=gone"}},
+			fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone")},
+		{"profile not allowed, hooks.d", pod{annots: map[string]string{ocihook.ProfileAnnotation: "gone"}},
+			fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := e.start(t, e.configs(t, tc.pod))
+			if err == nil {
+				e.remove(t, s)
+				t.Fatalf("the container started; want crictl to fail with %q", tc.want)
+			}
+			t.Logf("%v", err)
+			quoted := strconv.Quote(tc.want)
+			if !strings.Contains(err.Error(), quoted[1:len(quoted)-1]) {
+				t.Fatalf("crictl's error does not say %q:\n%v", tc.want, err)
+			}
+		})
+	}
+}
+
+// TestCRIOPodStart logs pod start (crictl runp + create + start) on CRI-O
+// with the bpfgate device and without, interleaved in one run. It asserts
+// nothing about the times (the benchmark and TestCRIPodStart are where
+// speed is judged); it fails only if a pod does not start.
+func TestCRIOPodStart(t *testing.T) {
+	e := setupCRIO(t)
+	e.podStarts(t, 6).log(t)
+	if took := e.hookTimes(t); len(took) > 0 {
+		t.Logf("the hook's own time (its log), median of %d: %v", len(took), median(took))
+	}
+}
+
+// TestCRIOIsolation: while a pod runs, nothing of the harness's CRI-O
+// shows on the host: no mount below its directory, none of its private
+// tmpfs mounts (privateMounts), none of crioHostPaths appeared; the container's namespaces
+// are pinned under its directory and its cgroup is below its cgroup parent.
+func TestCRIOIsolation(t *testing.T) {
+	e := setupCRIO(t)
+	// PID 1 of its namespace, sleep would ignore CRI-O's SIGTERM, and the
+	// removal would wait for CRI-O's stop timeout.
+	s, err := e.start(t, e.configs(t, pod{command: []string{"/bin/sh", "-c", "trap 'exit 0' TERM; sleep 60 & wait"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.remove(t, s)
+
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return !strings.HasPrefix(m.Mountpoint, e.crio.Dir+"/") && m.Source != "bpfgate-crio", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		t.Errorf("on the host: %s mounted on %s", m.FSType, m.Mountpoint)
+	}
+	for _, p := range e.crio.hostPaths() {
+		t.Error(p)
+	}
+
+	out, err := e.crio.Crictl("inspect", "--output", "json", s.ctr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Info struct {
+			RuntimeSpec struct {
+				Linux struct {
+					CgroupsPath string `json:"cgroupsPath"`
+					Namespaces  []struct {
+						Type string `json:"type"`
+						Path string `json:"path"`
+					} `json:"namespaces"`
+				} `json:"linux"`
+			} `json:"runtimeSpec"`
+		} `json:"info"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatal(err)
+	}
+	spec := info.Info.RuntimeSpec.Linux
+	pinned := 0
+	for _, ns := range spec.Namespaces {
+		if ns.Path == "" {
+			continue
+		}
+		pinned++
+		if !strings.HasPrefix(ns.Path, e.crio.Dir+"/") {
+			t.Errorf("the container's %s namespace is %q, not under %s", ns.Type, ns.Path, e.crio.Dir)
+		}
+	}
+	if pinned == 0 {
+		t.Errorf("no namespace of the pod is pinned (CRI-O's pinns): %+v", spec.Namespaces)
+	}
+	if !strings.HasPrefix(spec.CgroupsPath, e.crio.CgroupParent+"/") {
+		t.Errorf("the container's cgroup is %q, not below %s", spec.CgroupsPath, e.crio.CgroupParent)
 	}
 }
