@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,20 +53,20 @@ var crioBins = []string{"crio", "pinns", "runc", "crictl"}
 // conmon is CRI-O's container monitor, from Debian (scripts/deps.sh).
 const conmon = "/usr/bin/conmon"
 
-// crioHostPaths are the host paths CRI-O, conmon, pinns, runc and podman
-// (which loads the images) use when not told otherwise. None of them may
-// appear on the host while the harness runs: its configuration overrides
-// every one.
+// crioHostPaths are host paths that only CRI-O (and its pinns) use when not
+// told otherwise: none of them may appear on the host while the harness
+// runs, as its configuration overrides every one. The defaults it shares
+// with podman, runc, crun and containerd (/var/lib/containers,
+// /run/containers, /run/runc, /run/crun, /run/netns, /etc/cdi, /run/cdi,
+// the hooks.d directories, /var/lib/cni) are overridden too, or privately
+// mounted (privateMounts), but other tests of the suite, running at the
+// same time, create them: their appearing would say nothing about CRI-O.
 var crioHostPaths = []string{
-	"/run/crio", "/var/lib/crio", "/var/log/crio", "/etc/crio", // CRI-O's own
-	"/var/lib/containers", "/run/containers", "/etc/containers/storage.conf", // containers/storage
-	"/run/crun", "/run/runc", // runtime roots
-	"/run/netns", "/run/ipcns", "/run/utsns", "/run/userns", "/run/pidns", // pinns's namespaces_dir
+	"/run/crio", "/var/lib/crio", "/var/log/crio", "/etc/crio",
+	"/run/ipcns", "/run/utsns", "/run/userns", "/run/pidns", // pinns's namespaces_dir (netns: /run/netns)
 	"/run/nri", "/opt/nri", // NRI (off)
-	"/etc/cdi", "/run/cdi", "/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d",
 	"/etc/sysconfig", // irqbalance
-	"/etc/cni", "/opt/cni", "/var/lib/cni",
-	"/run/libpod", "/var/lib/containers/cache", "/dev/shm/libpod_lock", "/etc/containers/networks", // podman
+	"/opt/cni",
 }
 
 // StartCRIO starts a CRI-O in dir (which must exist and be empty) with the
@@ -500,7 +501,7 @@ func TestCRIORefusals(t *testing.T) {
 				e.remove(t, s)
 				t.Fatalf("the container started; want crictl to fail with %q", tc.want)
 			}
-			t.Logf("%v", err)
+			// crictl logs the error as a quoted string: " becomes \".
 			quoted := strconv.Quote(tc.want)
 			if !strings.Contains(err.Error(), quoted[1:len(quoted)-1]) {
 				t.Fatalf("crictl's error does not say %q:\n%v", tc.want, err)
@@ -523,7 +524,9 @@ func TestCRIOPodStart(t *testing.T) {
 
 // TestCRIOIsolation: while a pod runs, nothing of the harness's CRI-O
 // shows on the host: no mount below its directory, none of its private
-// tmpfs mounts (privateMounts), none of crioHostPaths appeared; the container's namespaces
+// tmpfs mounts (privateMounts), none of crioHostPaths appeared, its
+// runtime configuration as it reports it names no host path but the
+// binaries it runs; the container's namespaces
 // are pinned under its directory and its cgroup is below its cgroup parent.
 func TestCRIOIsolation(t *testing.T) {
 	e := setupCRIO(t)
@@ -548,6 +551,9 @@ func TestCRIOIsolation(t *testing.T) {
 		t.Error(p)
 	}
 
+	for _, p := range e.crio.configPaths(t) {
+		t.Errorf("CRI-O's runtime configuration names a host path: %s", p)
+	}
 	out, err := e.crio.Crictl("inspect", "--output", "json", s.ctr)
 	if err != nil {
 		t.Fatal(err)
@@ -585,4 +591,51 @@ func TestCRIOIsolation(t *testing.T) {
 	if !strings.HasPrefix(spec.CgroupsPath, e.crio.CgroupParent+"/") {
 		t.Errorf("the container's cgroup is %q, not below %s", spec.CgroupsPath, e.crio.CgroupParent)
 	}
+}
+
+// configPaths are the absolute paths in the runtime configuration CRI-O
+// reports (crictl info: the [crio.runtime] table and its handlers) that are
+// neither under Dir, nor a binary it was given, nor a device: defaults the
+// harness did not override. A handler it was not given (CRI-O's built-in
+// crun) would show here with its runtime root.
+func (c *CRIO) configPaths(t *testing.T) []string {
+	t.Helper()
+	out, err := c.Crictl("info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Config any `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("crictl info: %v", err)
+	}
+	given := map[string]bool{}
+	for _, b := range c.bin {
+		given[b] = true
+	}
+	var paths []string
+	var walk func(key string, v any)
+	walk = func(key string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				walk(key+"."+k, x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(key, x)
+			}
+		case string:
+			if strings.HasPrefix(v, "/") && !strings.HasPrefix(v, c.Dir+"/") && !given[v] && !strings.HasPrefix(v, "/dev/") {
+				paths = append(paths, key+" = "+v)
+			}
+		}
+	}
+	walk("config", info.Config)
+	sort.Strings(paths)
+	if len(paths) == 0 && !strings.Contains(out, c.Dir+"/") {
+		t.Fatalf("crictl info shows no path of the harness: %.500s", out)
+	}
+	return paths
 }
