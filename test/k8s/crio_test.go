@@ -27,8 +27,10 @@ import (
 // logs, CDI spec directory, hooks.d directory and configuration (its own
 // policy.json, storage.conf and registries.conf too) are under Dir, and it
 // runs in a mount namespace of its own. Every host path CRI-O would use by
-// default is overridden in its configuration; Stop fails the run if one of
-// them appeared on the host while it ran (crioHostPaths).
+// default is overridden in its configuration, and the caches that stay
+// host paths whatever it says are private mounts (privateMounts); Stop
+// fails the run if a path only CRI-O uses appeared on the host while it ran
+// (crioHostPaths).
 type CRIO struct {
 	Dir      string // root of everything below
 	Socket   string // the gRPC (CRI) socket
@@ -69,9 +71,11 @@ var crioHostPaths = []string{
 	"/opt/cni",
 }
 
-// StartCRIO starts a CRI-O in dir (which must exist and be empty) with the
-// images in archives (see image.writeArchive) in its storage, and waits for
-// it to be ready. Stop it with Stop.
+// StartCRIO starts a CRI-O in dir with the images in archives (path ->
+// image name, see image.writeArchive) in its storage, and waits for it to
+// be ready. dir must exist and hold nothing but, optionally, CDI specs in
+// dir/cdi and hooks.d entries in dir/hooks.d (CRI-O reads both at start).
+// Stop it with Stop.
 func StartCRIO(tb testing.TB, dir string, archives map[string]string) (*CRIO, error) {
 	tb.Helper()
 	c := &CRIO{
@@ -219,9 +223,9 @@ enable_metrics = false
 }
 
 // load loads an OCI archive into CRI-O's storage with podman, in a mount
-// namespace of its own (its storage driver's mounts stay there, see also
-// privateMounts), and names
-// the image (podman does not read containerd's name annotation).
+// namespace of its own (its storage driver's mounts stay there; see also
+// privateMounts), and names the image (podman does not read containerd's
+// name annotation).
 func (c *CRIO) load(archive, name string) error {
 	out, err := c.podman("load", "-q", "-i", archive)
 	if err != nil {
