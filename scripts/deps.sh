@@ -10,9 +10,10 @@ set -euo pipefail
 # veth pairs the XDP and TCX tests attach to; the container tests run real
 # podman with runc, and with crun (the other runtime podman ships with), on
 # a busybox image; debootstrap makes the clean root CI installs the .deb
-# into.
+# into; conmon is CRI-O's container monitor (test/k8s runs CRI-O, which is
+# built, not packaged, and does not build conmon).
 packages=(util-linux git ca-certificates gcc libc6-dev iproute2 debootstrap
-	podman runc crun busybox-static netavark aardvark-dns iptables)
+	podman runc crun busybox-static netavark aardvark-dns iptables conmon)
 # libbpf with token support (1.4+) and a bpftool built on it come from
 # bookworm-backports: the end-to-end tests run unmodified libbpf workloads.
 declare -A minimum=([libbpf-dev]=1:1.4 [bpftool]=7.4)

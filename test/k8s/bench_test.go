@@ -11,24 +11,38 @@ import (
 )
 
 // startTimes are pod starts with the bpfgate device and without it, taken
-// in pairs side by side (a round's two starts see about the same load).
+// in pairs side by side (a round's two starts see about the same load),
+// and the phases of each start.
 type startTimes struct {
 	with, without []time.Duration
+	phases        map[bool][][]time.Duration // [with device][phase]
 }
 
-func (s *startTimes) add(withDevice bool, d time.Duration) {
+func (s *startTimes) add(withDevice bool, d time.Duration, phases ...time.Duration) {
 	if withDevice {
 		s.with = append(s.with, d)
 	} else {
 		s.without = append(s.without, d)
 	}
+	if s.phases == nil {
+		s.phases = map[bool][][]time.Duration{}
+	}
+	ph := s.phases[withDevice]
+	for len(ph) < len(phases) {
+		ph = append(ph, nil)
+	}
+	for i, d := range phases {
+		ph[i] = append(ph[i], d)
+	}
+	s.phases[withDevice] = ph
 }
 
 // report gives the medians and three ratios of with to without: of the
 // medians, of the median paired difference (load from other work moves
 // single starts by more than the device costs, about equally for both of
-// a pair) and of the fastest (load only ever adds time).
-func (s *startTimes) report(b *testing.B, what string) {
+// a pair) and of the fastest (load only ever adds time); then the medians
+// of the phases, named by phaseNames.
+func (s *startTimes) report(b *testing.B, what string, phaseNames ...string) {
 	n := min(len(s.with), len(s.without))
 	if n == 0 {
 		return
@@ -48,6 +62,51 @@ func (s *startTimes) report(b *testing.B, what string) {
 	b.ReportMetric(0, "ns/op") // an op is a pair of starts: the metrics above say it
 	b.Logf("%s, %d pairs: median %v with the device, %v without: ratio %.3f (paired %.3f, fastest %.3f; issue 12's target: at most 1.05)",
 		what, n, mw, mo, float64(mw)/float64(mo), paired, fastest)
+	for i, name := range phaseNames {
+		if i < len(s.phases[true]) && i < len(s.phases[false]) {
+			b.Logf("%s: median %v with the device, %v without", name, median(s.phases[true][i]), median(s.phases[false][i]))
+		}
+	}
+}
+
+// BenchmarkCRIPodStart: pod start through the CRI (crictl runp + create +
+// start of a pod running /bin/true) with the bpfgate CDI device against
+// without it, on containerd and on CRI-O.
+//
+//	go test -run '^$' -bench CRIPodStart -benchtime 10x ./test/k8s
+func BenchmarkCRIPodStart(b *testing.B) {
+	for _, rt := range []struct {
+		name  string
+		setup func(testing.TB) *env
+	}{{"containerd", setup}, {"crio", setupCRIO}} {
+		b.Run(rt.name, func(b *testing.B) {
+			e := rt.setup(b)
+			var times startTimes
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, dev := range []bool{i%2 == 0, i%2 != 0} {
+					p := pod{command: []string{"/bin/true"}}
+					if dev {
+						p.devices = []string{demoDevice}
+					}
+					dir := e.configs(b, p)
+					begin := time.Now()
+					s, err := e.start(b, dir)
+					took := time.Since(begin)
+					if err != nil {
+						b.Fatal(err)
+					}
+					e.remove(b, s)
+					times.add(dev, took, s.took[:]...)
+				}
+			}
+			b.StopTimer()
+			times.report(b, "pod start (crictl runp + create + start)", "runp", "create", "start")
+			if took := e.hookTimes(b); len(took) > 0 {
+				b.Logf("the hook's own time (its log), median of %d: %v", len(took), median(took))
+			}
+		})
+	}
 }
 
 // BenchmarkKubeletPodStart: a standalone kubelet's static pod, from its
@@ -70,7 +129,6 @@ func BenchmarkKubeletPodStart(b *testing.B) {
 	defer p.stop(b)
 	p.wait(b, "registered")
 	var times startTimes
-	phases := map[bool]*[3][]time.Duration{true: {}, false: {}}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for _, dev := range []bool{i%2 == 0, i%2 != 0} {
@@ -89,17 +147,12 @@ func BenchmarkKubeletPodStart(b *testing.B) {
 			if err := k.Remove(sp.name); err != nil {
 				b.Fatal(err)
 			}
-			times.add(dev, pt.started.Sub(begin))
-			phases[dev][0] = append(phases[dev][0], pt.sandbox.Sub(begin))
-			phases[dev][1] = append(phases[dev][1], pt.created.Sub(pt.sandbox))
-			phases[dev][2] = append(phases[dev][2], pt.started.Sub(pt.created))
+			times.add(dev, pt.started.Sub(begin), pt.sandbox.Sub(begin), pt.created.Sub(pt.sandbox), pt.started.Sub(pt.created))
 		}
 	}
 	b.StopTimer()
-	times.report(b, "static pod, manifest to container started")
-	for i, name := range []string{"manifest to sandbox made", "sandbox to container made", "container made to started"} {
-		b.Logf("%s: median %v with the device, %v without", name, median(phases[true][i]), median(phases[false][i]))
-	}
+	times.report(b, "static pod, manifest to container started",
+		"manifest to sandbox made", "sandbox to container made", "container made to started")
 }
 
 // podTimes are when the runtime made a pod's sandbox and its container

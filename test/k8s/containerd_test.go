@@ -128,6 +128,8 @@ func StartContainerd(tb testing.TB, dir string) (*Containerd, error) {
 	return c, nil
 }
 
+func (c *Containerd) cgroupParent() string { return c.CgroupParent }
+
 // Endpoint is the CRI endpoint for crictl and kubelet.
 func (c *Containerd) Endpoint() string { return "unix://" + c.Socket }
 
@@ -351,8 +353,12 @@ func (c *Containerd) Stop() []string {
 }
 
 // processes lists the processes in containerd's mount namespace.
-func (c *Containerd) processes() []int {
-	if own, err := nsInode(os.Getpid(), "mnt"); c.mountNS == 0 || err != nil || own == c.mountNS {
+func (c *Containerd) processes() []int { return nsProcesses(c.mountNS) }
+
+// nsProcesses lists the processes in the mount namespace whose inode is
+// ns, never the test's own.
+func nsProcesses(ns uint64) []int {
+	if own, err := nsInode(os.Getpid(), "mnt"); ns == 0 || err != nil || own == ns {
 		return nil // never the test's own namespace
 	}
 	entries, _ := os.ReadDir("/proc")
@@ -362,7 +368,7 @@ func (c *Containerd) processes() []int {
 		if err != nil {
 			continue
 		}
-		if ino, err := nsInode(pid, "mnt"); err == nil && ino == c.mountNS {
+		if ino, err := nsInode(pid, "mnt"); err == nil && ino == ns {
 			pids = append(pids, pid)
 		}
 	}

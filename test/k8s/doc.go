@@ -1,7 +1,8 @@
 // Package k8s holds the end-to-end tests of bpfgate under Kubernetes'
-// container runtime interface: real containerd, runc and crictl (and, as
-// they come, kubelet, the API server and CRI-O), all built at pinned
-// versions by scripts/k8s-build.sh and found with testutil.K8sBin.
+// container runtime interface: real containerd, CRI-O, runc, crictl,
+// kubelet and the API server, all built at pinned versions by
+// scripts/k8s-build.sh and found with testutil.K8sBin (CRI-O's conmon is
+// Debian's).
 //
 // The harness starts a containerd of the run's own: its root, state,
 // socket, CDI spec directory, NRI socket and configuration live in a
@@ -21,6 +22,16 @@
 // settings it checks) are private; its pods' cgroups go below a cgroup root
 // of its own, which Stop removes. An NRI plugin connects to
 // Containerd.NRISocket; a device's CDI spec goes in Containerd.CDIDir.
+//
+// StartCRIO (crio_test.go) runs a CRI-O the same way: everything under a
+// temporary directory (root, runroot, sockets, logs, CDI and hooks.d
+// directories, its own policy.json, storage.conf and registries.conf),
+// cgroupfs with a cgroup parent of its own, NRI off, every host path it has
+// a default for overridden, in a mount namespace of its own with private
+// tmpfs mounts on the caches that stay host paths whatever its
+// configuration says (libcni's /var/lib/cni, containers/image's
+// /var/lib/containers/cache). Images go into its storage with podman, run
+// the same way. Its Stop fails the run if a host default appeared.
 //
 // After the last test the harness removes every pod, stops containerd and
 // its shims, removes the cgroups its pods had, and fails the run if a mount,

@@ -5,26 +5,34 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
 )
 
-// env is what every test shares, made once by setup: one containerd with
-// the images imported and bpfgate's CDI spec in its CDI directory.
+// env is what a runtime's tests share: the tools (made once for every
+// runtime), and one runtime with the images imported and bpfgate's CDI spec
+// in its CDI directory. setup makes containerd's, setupCRIO CRI-O's.
 type env struct {
-	dir     string
-	bpfgate string
-	config  string // the host policy the hook reads
-	hookLog string // the hook's JSON log
-	cd      *Containerd
-	err     error
+	dir      string
+	bpfgate  string
+	config   string            // the host policy the hook reads
+	hookLog  string            // the hook's JSON log
+	archives map[string]string // the images as OCI archives: path -> image name
+	specs    string            // CDI specs, one per runtime, each logging to its own file
+	cri      criRuntime
+	cd       *Containerd
+	crio     *CRIO
+	err      error
 }
 
 var (
-	once   sync.Once
-	shared env
+	toolsOnce sync.Once
+	tools     env // dir, bpfgate, config, archives, specs
+	once      sync.Once
+	shared    env // containerd
 )
 
 // Images the tests import; the pause image is containerd's sandbox image.
@@ -53,23 +61,49 @@ const goneProfile = `  gone:
 
 func setup(t testing.TB) *env {
 	t.Helper()
-	testutil.RequireRoot(t)
-	for _, tool := range []string{"busybox", "nsenter", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testutil.Skip(t, tool+" is not installed (scripts/deps.sh: busybox-static, util-linux, iproute2)")
-		}
-	}
+	setupTools(t)
 	for _, b := range k8sBins {
 		testutil.K8sBin(t, b)
 	}
-	once.Do(func() { shared.err = shared.build(t) })
+	once.Do(func() {
+		shared = tools
+		shared.err = shared.startContainerd(t)
+	})
 	if shared.err != nil {
 		t.Fatal(shared.err)
 	}
 	return &shared
 }
 
-func (e *env) build(t testing.TB) error {
+// setupTools makes the tools every runtime's harness uses, once.
+func setupTools(t testing.TB) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	for _, tool := range []string{"busybox", "nsenter", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testutil.Skip(t, tool+" is not installed (scripts/deps.sh: busybox-static, util-linux, iproute2)")
+		}
+	}
+	toolsOnce.Do(func() { tools.err = tools.buildTools() })
+	if tools.err != nil {
+		t.Fatal(tools.err)
+	}
+}
+
+// spec is the CDI spec for a runtime, with the hook logging to
+// hookLog(runtime).
+func (e *env) spec(runtime string) string {
+	return filepath.Join(e.specs, runtime+".yaml")
+}
+
+func (e *env) hookLogOf(runtime string) string {
+	return filepath.Join(e.dir, runtime+"-hook.log")
+}
+
+// specRuntimes are the runtimes buildTools writes a CDI spec for.
+var specRuntimes = []string{"containerd", "crio"}
+
+func (e *env) buildTools() error {
 	dir, err := os.MkdirTemp("", "bpfgate-k8s-")
 	if err != nil {
 		return err
@@ -97,46 +131,75 @@ func (e *env) build(t testing.TB) error {
 	if err != nil {
 		return err
 	}
-
-	if e.cd, err = StartContainerd(t, filepath.Join(dir, "containerd")); err != nil {
-		return err
-	}
+	e.archives = map[string]string{}
 	for _, img := range []*image{
 		{name: testImage, cmd: []string{"/bin/sh"},
 			files: busyboxFiles(busybox, map[string]file{"bin/ebpfcheck": {mode: 0o755, data: check}})},
 		// PID 1 of every pod's sandbox: containerd stops it with SIGKILL.
 		{name: pauseImage, cmd: []string{"/bin/sleep", "2147483647"}, files: busyboxFiles(busybox, nil)},
 	} {
-		archive := filepath.Join(dir, filepath.Base(img.name)+".tar")
+		// No colon: podman takes it for a reference's.
+		archive := filepath.Join(dir, strings.ReplaceAll(filepath.Base(img.name), ":", "_")+".tar")
 		if err := img.writeArchive(archive); err != nil {
 			return err
 		}
-		if err := e.cd.Import(archive); err != nil {
-			return err
-		}
+		e.archives[archive] = img.name
 	}
 
 	e.config = filepath.Join(dir, "config.yaml")
-	e.hookLog = filepath.Join(dir, "hook.log")
+	e.specs = filepath.Join(dir, "cdi-specs")
+	if err := os.Mkdir(e.specs, 0o755); err != nil {
+		return err
+	}
 	if err := os.WriteFile(e.config, []byte(policy+goneProfile), 0o644); err != nil {
 		return err
 	}
-	if _, err := run(e.bpfgate, "--config", e.config, "cdi", "generate",
-		"-o", filepath.Join(e.cd.CDIDir, "bpfgate.yaml"), "--log", e.hookLog); err != nil {
-		return err
+	for _, rt := range specRuntimes {
+		if _, err := run(e.bpfgate, "--config", e.config, "cdi", "generate",
+			"-o", e.spec(rt), "--log", e.hookLogOf(rt)); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(e.config, []byte(policy), 0o644)
 }
 
-// teardown stops containerd and removes everything; it returns what it
-// could not clean up.
-func (e *env) teardown() []string {
-	var left []string
-	if e.cd != nil {
-		left = e.cd.Stop()
+// startContainerd starts containerd, imports the images and puts the CDI
+// spec in its CDI directory.
+func (e *env) startContainerd(t testing.TB) error {
+	var err error
+	if e.cd, err = StartContainerd(t, filepath.Join(e.dir, "containerd")); err != nil {
+		return err
 	}
-	if e.dir != "" {
-		if err := os.RemoveAll(e.dir); err != nil {
+	e.cri = e.cd
+	e.hookLog = e.hookLogOf("containerd")
+	for archive := range e.archives {
+		if err := e.cd.Import(archive); err != nil {
+			return err
+		}
+	}
+	return copyFile(e.spec("containerd"), filepath.Join(e.cd.CDIDir, "bpfgate.yaml"))
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, data, 0o644)
+}
+
+// teardown stops CRI-O and containerd and removes everything; it returns
+// what it could not clean up.
+func teardown() []string {
+	var left []string
+	if crioShared.crio != nil {
+		left = append(left, crioShared.crio.Stop()...)
+	}
+	if shared.cd != nil {
+		left = append(left, shared.cd.Stop()...)
+	}
+	if tools.dir != "" {
+		if err := os.RemoveAll(tools.dir); err != nil {
 			left = append(left, err.Error())
 		}
 	}
@@ -145,7 +208,7 @@ func (e *env) teardown() []string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if left := shared.teardown(); len(left) > 0 {
+	if left := teardown(); len(left) > 0 {
 		fmt.Println("test/k8s: left on the host after the tests:")
 		for _, l := range left {
 			fmt.Println("  " + l)
