@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/bpfgate/bpfgate/internal/testutil"
 )
 
 func init() {
@@ -53,5 +55,73 @@ func TestK8sHandsOver(t *testing.T) {
 	out, err = exec.Command(filepath.Join(dir, "bpfgate"), "--json", "k8s", "device-plugin", "--devices", "0").Output()
 	if err == nil || json.Unmarshal(out, &e) != nil || !strings.Contains(e.Error, "refusing to run it") {
 		t.Fatalf("a world-writable bpfgate-k8s: %v, %q", err, out)
+	}
+}
+
+// TestHookBinary: bpfgate-k8s names the lean bpfgate next to it as the
+// hook, but only one that only root can have written; any other binary
+// names itself.
+func TestHookBinary(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		name string
+		exe  string
+		lean func(path string) error // makes DIR/bpfgate, or nil for none
+		want string                  // "exe" or "lean"
+	}{
+		{"bpfgate itself", "bpfgate", nil, "exe"},
+		{"bpfgate-k8s with a lean bpfgate", "bpfgate-k8s", writeMode(0o755), "lean"},
+		{"bpfgate-k8s alone", "bpfgate-k8s", nil, "exe"},
+		{"lean bpfgate writable by its group", "bpfgate-k8s", writeMode(0o775), "exe"},
+		{"lean bpfgate writable by anyone", "bpfgate-k8s", writeMode(0o757), "exe"},
+		{"lean bpfgate not executable", "bpfgate-k8s", writeMode(0o644), "exe"},
+		{"lean bpfgate owned by another user", "bpfgate-k8s", func(p string) error {
+			if err := writeMode(0o755)(p); err != nil {
+				return err
+			}
+			return os.Chown(p, 65534, 65534)
+		}, "exe"},
+		{"lean bpfgate a directory", "bpfgate-k8s", func(p string) error { return os.Mkdir(p, 0o755) }, "exe"},
+		// Only root can have made it in a directory only root can write,
+		// as bpfgate-k8s itself.
+		{"lean bpfgate a symlink to a root binary", "bpfgate-k8s", func(p string) error { return os.Symlink("/bin/true", p) }, "lean"},
+		{"lean bpfgate a symlink to another user's binary", "bpfgate-k8s", func(p string) error {
+			other := p + ".other"
+			if err := writeMode(0o755)(other); err != nil {
+				return err
+			}
+			if err := os.Chown(other, 65534, 65534); err != nil {
+				return err
+			}
+			return os.Symlink(other, p)
+		}, "exe"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			exe, lean := filepath.Join(dir, tc.exe), filepath.Join(dir, "bpfgate")
+			if tc.exe != "bpfgate" {
+				if err := writeMode(0o755)(exe); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.lean != nil {
+				if err := tc.lean(lean); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := map[string]string{"exe": exe, "lean": lean}[tc.want]
+			if got := hookBinary(exe); got != want {
+				t.Errorf("hookBinary(%s) = %s, want %s", exe, got, want)
+			}
+		})
+	}
+}
+
+func writeMode(mode os.FileMode) func(string) error {
+	return func(p string) error {
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o600); err != nil {
+			return err
+		}
+		return os.Chmod(p, mode)
 	}
 }
