@@ -112,8 +112,14 @@ func (e *env) buildTools() error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
+	// As the packages install them: the lean bpfgate, which runtimes run as
+	// the hook, and bpfgate-k8s next to it, to which `bpfgate k8s` hands
+	// over and whose hooks name the lean one.
 	e.bpfgate = filepath.Join(dir, "bpfgate")
-	if _, err := run("go", "build", "-tags", "k8s", "-o", e.bpfgate, "../../cmd/bpfgate"); err != nil {
+	if _, err := run("go", "build", "-o", e.bpfgate, "../../cmd/bpfgate"); err != nil {
+		return err
+	}
+	if _, err := run("go", "build", "-tags", "k8s", "-o", filepath.Join(dir, "bpfgate-k8s"), "../../cmd/bpfgate"); err != nil {
 		return err
 	}
 	ebpfcheck := filepath.Join(dir, "ebpfcheck")
