@@ -229,7 +229,12 @@ func (c *Containerd) start() error {
 		return err
 	}
 	defer logf.Close()
-	c.cmd = exec.Command("sh", "-c", `mount -t tmpfs -o mode=0711 bpfgate-k8s "$0" && exec "$@"`,
+	// libcni keeps its cache in /var/lib/cni whatever the configuration
+	// says: a private tmpfs there (or on /var/lib, where there is none to
+	// mount on, rather than make it on the host).
+	c.cmd = exec.Command("sh", "-c", `mount -t tmpfs -o mode=0711 bpfgate-k8s "$0" &&
+if [ -d /var/lib/cni ]; then mount -t tmpfs -o mode=0700 bpfgate-k8s /var/lib/cni
+else mount -t tmpfs -o mode=0755 bpfgate-k8s /var/lib; fi && exec "$@"`,
 		runDir, c.bin["containerd"], "--config", filepath.Join(c.Dir, "config.toml"))
 	// The shims find runc and the CNI plugins' helpers on PATH.
 	c.cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(c.bin["containerd"])+":"+os.Getenv("PATH"))
