@@ -69,7 +69,7 @@ func (c Caller) UserNSFix() string {
 	case Podman:
 		return "run it with one: podman run --userns=auto:size=65536, or --uidmap/--gidmap with a host id range no other container uses"
 	case Kubernetes:
-		return "set hostUsers: false in the pod spec (Kubernetes user namespaces; the node's runtime must support them, e.g. containerd 2 with runc 1.2 or later)"
+		return "set hostUsers: false in the pod spec (Kubernetes user namespaces; the node's runtime must support them, e.g. containerd 2 or CRI-O 1.34 with runc 1.2 or later)"
 	}
 	return "give it one in config.json: add a namespace of type user to linux.namespaces, and linux.uidMappings and linux.gidMappings with a host id range no other container uses"
 }
