@@ -123,7 +123,7 @@ func TestPrecreate(t *testing.T) {
 			caps: []string{"CAP_BPF"}, sets: []string{"bounding"}, hook: true},
 		{name: "hook from hooks.d already there", in: withHook, opts: opts, caps: []string{"CAP_BPF"}, sets: []string{"bounding"}, seccomp: true},
 		{name: "no hook to add", in: ok, opts: noHook, caps: []string{"CAP_BPF"}, sets: []string{"bounding"}, seccomp: true},
-		{name: "joins a pod's user namespace", in: edit(config("demo", false, false), `{"type":"mount"}`, `{"type":"mount"},{"type":"user","path":"/proc/42/ns/user"}`),
+		{name: "joins a pod's user namespace", in: edit(config("demo", false, false), `{"type":"mount"}`, `{"type":"mount"},{"type":"user","path":"`+podUserNS(t)+`"}`),
 			opts: opts, caps: []string{"CAP_BPF"}, sets: []string{"bounding"}, seccomp: true, hook: true},
 		{name: "no user namespace", in: config("demo", false, false), opts: opts, hook: true, refused: ErrNoUserNS,
 			msg: "podman run --userns=auto"},
