@@ -65,3 +65,17 @@ func podUserNS(t *testing.T) string {
 	})
 	return fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid)
 }
+
+// TestPrecreateDeepJSON: a config nested deeper than encoding/json goes is
+// an error, not a crash, and not a config passed on.
+func TestPrecreateDeepJSON(t *testing.T) {
+	opts := precreateOpts(t)
+	for _, in := range []string{
+		`{"annotations":{"io.bpfgate.profile":"demo"},"x":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`,
+		`{"annotations":{"io.bpfgate.profile":"demo"},"process":` + strings.Repeat(`{"a":`, 50000) + `1` + strings.Repeat("}", 50000) + `}`,
+	} {
+		if out, _, err := Precreate(strings.NewReader(in), opts); err == nil || out != nil {
+			t.Errorf("%d bytes nested deep: %v, %d bytes out; want an error", len(in), err, len(out))
+		}
+	}
+}

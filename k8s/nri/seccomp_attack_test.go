@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/nri/pkg/api"
@@ -123,4 +124,14 @@ func FuzzLocalhostSeccomp(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLocalhostDeepJSON: a Localhost profile nested deeper than
+// encoding/json goes leaves the policy to the hook.
+func TestLocalhostDeepJSON(t *testing.T) {
+	prof := `{"defaultAction":"SCMP_ACT_ERRNO","x":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`
+	adj, _, err := testPlugin(t).CreateContainer(context.Background(), pod(map[string]string{ProfileAnnotation: "demo"}), localhostCtr(t, prof))
+	if err != nil || adj.GetLinux().GetSeccompPolicy() != nil || !hasHook(adj) {
+		t.Errorf("%v, seccomp %v, hook %v: want the hook and no seccomp change", err, adj.GetLinux().GetSeccompPolicy(), hasHook(adj))
+	}
 }
