@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/boundedio"
 	"github.com/bpfgate/bpfgate/internal/seccomp"
+	"github.com/bpfgate/bpfgate/internal/sys"
 	"github.com/bpfgate/bpfgate/profile"
 )
 
@@ -188,13 +190,31 @@ func precreateGrant(spec *specs.Spec, name string, opts PrecreateOptions) ([]str
 
 // ownUserNS reports whether the config gives the container a user
 // namespace: a new one with uid mappings, or an existing one by path (a
-// pod's). podman --userns=auto and --uidmap write mappings.
+// pod's) other than the caller's own. podman --userns=auto and --uidmap
+// write mappings. A path to the host's user namespace (/proc/1/ns/user)
+// would put the capabilities Precreate adds there: the createRuntime hook
+// refuses it too, but only if it runs, and a config may hold a hook that
+// only looks like bpfgate's.
 func ownUserNS(spec *specs.Spec) bool {
 	if spec.Linux == nil {
 		return false
 	}
 	i := slices.IndexFunc(spec.Linux.Namespaces, isUserNS)
-	return i >= 0 && (spec.Linux.Namespaces[i].Path != "" || len(spec.Linux.UIDMappings) > 0)
+	if i < 0 {
+		return false
+	}
+	if path := spec.Linux.Namespaces[i].Path; path != "" {
+		// One the hook cannot stat, the runtime, as the same user, cannot
+		// join either.
+		self, err := os.Open("/proc/self/ns/user")
+		if err != nil {
+			return false
+		}
+		defer self.Close()
+		same, err := sys.SameFile(self, path)
+		return err == nil && !same
+	}
+	return len(spec.Linux.UIDMappings) > 0
 }
 
 // hasMountHook reports whether the config already runs bpfgate's mount

@@ -123,7 +123,7 @@ func TestPrecreate(t *testing.T) {
 			caps: []string{"CAP_BPF"}, sets: []string{"bounding"}, hook: true},
 		{name: "hook from hooks.d already there", in: withHook, opts: opts, caps: []string{"CAP_BPF"}, sets: []string{"bounding"}, seccomp: true},
 		{name: "no hook to add", in: ok, opts: noHook, caps: []string{"CAP_BPF"}, sets: []string{"bounding"}, seccomp: true},
-		{name: "joins a pod's user namespace", in: edit(config("demo", false, false), `{"type":"mount"}`, `{"type":"mount"},{"type":"user","path":"/proc/42/ns/user"}`),
+		{name: "joins a pod's user namespace", in: edit(config("demo", false, false), `{"type":"mount"}`, `{"type":"mount"},{"type":"user","path":"`+podUserNS(t)+`"}`),
 			opts: opts, caps: []string{"CAP_BPF"}, sets: []string{"bounding"}, seccomp: true, hook: true},
 		{name: "no user namespace", in: config("demo", false, false), opts: opts, hook: true, refused: ErrNoUserNS,
 			msg: "podman run --userns=auto"},
@@ -297,6 +297,7 @@ func FuzzPrecreate(f *testing.F) {
 	for _, seed := range []string{config("demo", true, true), config("", true, true), config("demo", false, false),
 		config("xdp", true, true), config("nope", true, true), `{}`, `{"annotations":{"io.bpfgate.profile":"demo"}}`,
 		`{"annotations":{"io.bpfgate.profile":"demo"},"linux":{"namespaces":[{"type":"user"}],"uidMappings":[{"size":1}],"seccomp":{"defaultAction":"SCMP_ACT_KILL"}}}`,
+		`{"annotations":{"io.bpfgate.profile":"demo"},"linux":{"namespaces":[{"type":"user","path":"/proc/self/ns/user"}]}}`,
 		`{"annotations":{"io.bpfgate.profile":"demo"},"process":null,"hooks":null,"linux":{"namespaces":[{"type":"user","path":"/x"}],"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","syscalls":null}}}`,
 	} {
 		f.Add([]byte(seed))
@@ -317,9 +318,126 @@ func FuzzPrecreate(f *testing.F) {
 		if res.Profile == "" && !bytes.Equal(out, data) {
 			t.Fatalf("unannotated config changed:\n%s\n%s", data, out)
 		}
+		var before specs.Spec
+		if err := json.Unmarshal(data, &before); err != nil {
+			t.Fatalf("input did not decode (%v), output did:\n%s", err, data)
+		}
+		precreateOnlyAdds(t, &before, &spec, res, opts)
 		again, res2, err := Precreate(bytes.NewReader(out), opts)
 		if err != nil || res2.Changed() || !bytes.Equal(again, out) {
 			t.Fatalf("second run: %v %+v\n%s\n%s", err, res2, out, again)
 		}
 	})
+}
+
+// precreateOnlyAdds fails t unless after is before with at most what
+// Precreate may add: its hook after the others, the bpf(2) rule first, and
+// the profile's capabilities, only to a container with a user namespace,
+// for a profile the policy allows. Nothing else, above all no namespace and
+// no id mapping, may change.
+func precreateOnlyAdds(t *testing.T, before, after *specs.Spec, res *PrecreateResult, opts PrecreateOptions) {
+	t.Helper()
+	fail := func(what string) {
+		t.Helper()
+		b, _ := json.Marshal(before)
+		a, _ := json.Marshal(after)
+		t.Fatalf("%s:\n%s\n%s", what, b, a)
+	}
+	if !equalJSON(t, before.Annotations, after.Annotations) || !equalJSON(t, before.Root, after.Root) || before.Hostname != after.Hostname {
+		fail("annotations, root or hostname changed")
+	}
+	var bl, al specs.Linux
+	if before.Linux != nil {
+		bl = *before.Linux
+	}
+	if after.Linux != nil {
+		al = *after.Linux
+	}
+	if !equalJSON(t, bl.Namespaces, al.Namespaces) || !equalJSON(t, bl.UIDMappings, al.UIDMappings) ||
+		!equalJSON(t, bl.GIDMappings, al.GIDMappings) || !equalJSON(t, bl.Devices, al.Devices) || !equalJSON(t, bl.MaskedPaths, al.MaskedPaths) {
+		fail("namespaces, id mappings, devices or masked paths changed")
+	}
+	if res.Seccomp {
+		if bl.Seccomp == nil || al.Seccomp == nil || len(al.Seccomp.Syscalls) != len(bl.Seccomp.Syscalls)+1 ||
+			!equalJSON(t, al.Seccomp.Syscalls[0], AllowBPFSyscall) || len(bl.Seccomp.Syscalls) > 0 && !equalJSON(t, al.Seccomp.Syscalls[1:], bl.Seccomp.Syscalls) {
+			fail("seccomp: more than the bpf(2) rule changed")
+		}
+		bl.Seccomp, al.Seccomp = nil, nil
+	}
+	if !equalJSON(t, bl, al) {
+		fail("linux changed")
+	}
+	var bh, ah specs.Hooks
+	if before.Hooks != nil {
+		bh = *before.Hooks
+	}
+	if after.Hooks != nil {
+		ah = *after.Hooks
+	}
+	if res.Hook {
+		if len(ah.CreateRuntime) != len(bh.CreateRuntime)+1 || !equalJSON(t, ah.CreateRuntime[len(bh.CreateRuntime)], opts.Hook) {
+			fail("hooks: more than bpfgate's createRuntime hook added")
+		}
+		ah.CreateRuntime = ah.CreateRuntime[:len(bh.CreateRuntime)]
+	}
+	if !equalJSON(t, bh, ah) {
+		fail("hooks changed")
+	}
+	var granted []string
+	if len(res.Caps) > 0 {
+		if res.Refused != nil || bl.Namespaces == nil || !slices.ContainsFunc(bl.Namespaces, isUserNS) {
+			fail("caps added to a refused container or one without a user namespace")
+		}
+		if ns := bl.Namespaces[slices.IndexFunc(bl.Namespaces, isUserNS)]; ns.Path != "" {
+			if self, err := os.Stat("/proc/self/ns/user"); err == nil {
+				if fi, err := os.Stat(ns.Path); err != nil || os.SameFile(fi, self) {
+					fail("caps added to a container that joins the host's user namespace, or one bpfgate cannot see")
+				}
+			}
+		}
+		policy, err := opts.Policy(opts.Names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := policy.Find(res.Profile)
+		if err != nil {
+			fail("caps for a profile the policy does not allow")
+		}
+		g, err := p.Grant(opts.Names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		granted = capNames(g.Caps)
+	}
+	var bp, ap specs.Process
+	if before.Process != nil {
+		bp = *before.Process
+	}
+	if after.Process != nil {
+		ap = *after.Process
+	}
+	var bc, ac specs.LinuxCapabilities
+	if bp.Capabilities != nil {
+		bc = *bp.Capabilities
+	}
+	if ap.Capabilities != nil {
+		ac = *ap.Capabilities
+	}
+	for _, sets := range [][2][]string{{bc.Bounding, ac.Bounding}, {bc.Effective, ac.Effective}, {bc.Permitted, ac.Permitted},
+		{bc.Inheritable, ac.Inheritable}, {bc.Ambient, ac.Ambient}} {
+		for _, c := range sets[1] {
+			if !slices.Contains(sets[0], c) && !slices.Contains(granted, c) {
+				fail(c + " added, not one the profile grants")
+			}
+		}
+		for _, c := range sets[0] {
+			if !slices.Contains(sets[1], c) {
+				fail(c + " dropped")
+			}
+		}
+	}
+	bp.Capabilities, ap.Capabilities = nil, nil
+	if !equalJSON(t, bp, ap) {
+		fail("process changed beyond its capabilities")
+	}
 }

@@ -50,6 +50,7 @@ go build -o "$testsum/testsum" ./internal/cmd/testsum
 ./record FuzzDecode 100000x
 ./internal/seccomp FuzzFilter 100000x
 ./ocihook FuzzPrecreate 20000x
+./k8s/nri FuzzLocalhostSeccomp 30000x
 EOF
 	exit $status
 } | "$testsum/testsum"

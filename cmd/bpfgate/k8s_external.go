@@ -80,18 +80,49 @@ func findK8sBinary() (string, error) {
 		}
 		path = p
 	}
-	return path, checkK8sBinary(path)
+	return checkK8sBinary(path)
 }
 
 // checkK8sBinary refuses a bpfgate-k8s that someone other than root or the
-// caller could have written: bpfgate runs as root, and would run it.
-func checkK8sBinary(path string) error {
+// caller could have written, or replaced in the directories it is found or
+// kept in (or one its symlinks could point elsewhere): bpfgate runs as
+// root, and would run it. It returns the file's path without symlinks,
+// the one to run: the check holds for that path.
+func checkK8sBinary(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", err
+	}
 	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return err
+	if err := unix.Stat(real, &st); err != nil {
+		return "", err
 	}
-	if st.Uid != 0 && int(st.Uid) != os.Getuid() || st.Mode&0o022 != 0 {
-		return fmt.Errorf("%s is owned by uid %d with mode %#o: refusing to run it (it must belong to root or you and be writable by no one else)", path, st.Uid, st.Mode&0o7777)
+	if !trustedOwner(&st) || st.Mode&0o022 != 0 {
+		return "", fmt.Errorf("%s is owned by uid %d with mode %#o: refusing to run it (it must belong to root or you and be writable by no one else)", path, st.Uid, st.Mode&0o7777)
 	}
-	return nil
+	for _, p := range []string{abs, real} {
+		for q := p; ; q = filepath.Dir(q) {
+			if err := unix.Lstat(q, &st); err != nil {
+				return "", err
+			}
+			// Others may rename entries of a directory they can write,
+			// unless it is sticky (/tmp) and the entry is not theirs.
+			open := st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0
+			if !trustedOwner(&st) || open {
+				return "", fmt.Errorf("%s: %s is owned by uid %d with mode %#o: refusing to run it (others could replace it: keep bpfgate-k8s where only root or you can write)", path, q, st.Uid, st.Mode&0o7777)
+			}
+			if q == "/" {
+				break
+			}
+		}
+	}
+	return real, nil
+}
+
+func trustedOwner(st *unix.Stat_t) bool {
+	return st.Uid == 0 || int(st.Uid) == os.Getuid()
 }

@@ -125,3 +125,63 @@ func writeMode(mode os.FileMode) func(string) error {
 		return os.Chmod(p, mode)
 	}
 }
+
+// TestCheckK8sBinaryDir: a bpfgate-k8s that root owns is still not run
+// from a directory others may write, where they could swap it (or a
+// symlink to any root-owned program) in between the check and the exec.
+func TestCheckK8sBinaryDir(t *testing.T) {
+	testutil.RequireRoot(t) // needs files owned by root
+	base := t.TempDir()
+	mk := func(dir string, mode os.FileMode) string {
+		t.Helper()
+		d := filepath.Join(base, dir)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(d, "bpfgate-k8s")
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		path string
+		ok   bool
+	}{
+		{"private directory", mk("private", 0o755), true},
+		{"sticky shared directory", mk("sticky", os.ModeSticky|0o777), true},
+		{"world-writable directory", mk("open", 0o777), false},
+		{"group-writable directory", mk("group", 0o775), false},
+		{"below a world-writable directory", mk("open2/sub", 0o755), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "below a world-writable directory" {
+				if err := os.Chmod(filepath.Join(base, "open2"), 0o777); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := checkK8sBinary(tc.path)
+			if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "refusing to run") {
+				t.Errorf("checkK8sBinary(%s): %v, want ok %v", tc.path, err, tc.ok)
+			}
+		})
+	}
+	t.Run("symlink in a world-writable directory", func(t *testing.T) {
+		d := filepath.Join(base, "links")
+		if err := os.Mkdir(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(d, 0o777)
+		link := filepath.Join(d, "bpfgate-k8s")
+		if err := os.Symlink(filepath.Join(base, "private", "bpfgate-k8s"), link); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := checkK8sBinary(link); err == nil {
+			t.Errorf("checkK8sBinary(%s) let a link others may replace through", link)
+		}
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -252,8 +253,26 @@ func watch(ctx context.Context, kubelet string, seen os.FileInfo, plugins []*plu
 	}
 }
 
+// checkDir refuses a directory others may write: they could replace a
+// plugin's socket with their own once it is registered, and answer
+// kubelet's Allocate with any CDI device. kubelet makes its own 0750.
+func checkDir(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return err
+	}
+	if st.Uid != 0 && int(st.Uid) != os.Getuid() || st.Mode&0o022 != 0 {
+		return fmt.Errorf("%w: %s is owned by uid %d with mode %#o, so others may write it: make it root's, writable by no one else (kubelet makes it 0750)",
+			ErrConfig, dir, st.Uid, st.Mode&0o7777)
+	}
+	return nil
+}
+
 // listen starts one plugin per profile.
 func listen(cfg Config) ([]*plugin, error) {
+	if err := checkDir(cfg.Dir); err != nil {
+		return nil, err
+	}
 	var plugins []*plugin
 	for _, name := range cfg.Profiles {
 		p, err := start(cfg, name)

@@ -16,5 +16,7 @@
 // kubelet removes every socket in its directory when it starts, so the
 // plugin watches kubelet's socket: when it is recreated (or one of the
 // plugin's own sockets disappears) the plugin listens again and registers
-// again. On return Run removes only the sockets it made.
+// again. On return Run removes only the sockets it made. It does not serve
+// in a directory others may write (kubelet makes its own 0750): whoever
+// could replace its socket could answer kubelet with any CDI device.
 package deviceplugin

@@ -9,5 +9,7 @@
 // bpfgate.dev/bpf=PROFILE, which kubelet passes to the runtime. As with the
 // device plugin, bpfgate's OCI hook is the trust boundary: it checks the
 // profile against the host policy and the container's user namespace and
-// capabilities when the container starts.
+// capabilities when the container starts. Run does not serve from a data
+// or registrar directory others may write: whoever could replace its
+// sockets could answer kubelet with any CDI device.
 package dra

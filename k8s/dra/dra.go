@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -106,6 +107,24 @@ func devices(profiles []string, n int) []resourceapi.Device {
 	return devs
 }
 
+// checkDir refuses a directory others may write: they could replace the
+// driver's sockets with their own and answer kubelet's NodePrepareResources
+// with any CDI device. One that does not exist (yet) is kubelet's to make.
+func checkDir(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	if st.Uid != 0 && int(st.Uid) != os.Getuid() || st.Mode&0o022 != 0 {
+		return fmt.Errorf("%w: %s is owned by uid %d with mode %#o, so others may write it: make it root's, writable by no one else (kubelet makes its directories 0750)",
+			ErrConfig, dir, st.Uid, st.Mode&0o7777)
+	}
+	return nil
+}
+
 // driver answers kubelet.
 type driver struct {
 	profiles map[string]string // device name -> profile
@@ -128,6 +147,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return err
+	}
+	// kubelet finds the driver's socket through the registrar's.
+	for _, dir := range []string{cfg.DataDir, cfg.RegistrarDir} {
+		if err := checkDir(dir); err != nil {
+			return err
+		}
 	}
 	h, err := kubeletplugin.Start(ctx, d, kubeletplugin.KubeClient(cfg.Client), kubeletplugin.NodeName(cfg.Node),
 		kubeletplugin.DriverName(DriverName), kubeletplugin.RegistrarDirectoryPath(cfg.RegistrarDir),

@@ -3,9 +3,12 @@ package dra
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,6 +95,38 @@ func TestConfig(t *testing.T) {
 			err := Run(context.Background(), tc.cfg)
 			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run: %v, want %v saying %q", err, ErrConfig, tc.want)
+			}
+		})
+	}
+}
+
+// TestDirOthersMayWrite: the driver does not serve from a data or registrar
+// directory another user may write, where they could replace its sockets
+// and answer kubelet with any CDI device.
+func TestDirOthersMayWrite(t *testing.T) {
+	for _, which := range []string{"data", "registrar"} {
+		t.Run(which, func(t *testing.T) {
+			data, reg := filepath.Join(t.TempDir(), "bpfgate.dev"), t.TempDir()
+			open := reg
+			if which == "data" {
+				if err := os.Mkdir(data, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				open = data
+			}
+			if err := os.Chmod(open, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err := Run(ctx, Config{Profiles: []string{"demo"}, Node: "node", Client: fake.NewClientset(),
+				DataDir: data, RegistrarDir: reg})
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "others may write") {
+				t.Errorf("Run: %v, want %v saying others may write %s", err, ErrConfig, open)
+			}
+			entries, _ := os.ReadDir(open)
+			for _, e := range entries {
+				t.Errorf("made %s in %s", e.Name(), open)
 			}
 		})
 	}

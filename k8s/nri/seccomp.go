@@ -1,6 +1,7 @@
 package nri
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,11 +133,33 @@ func seccompOf(ctr *api.Container) (s *api.LinuxSeccomp, known bool, err error) 
 		if err != nil {
 			return nil, false, fmt.Errorf("localhost seccomp profile: %w", err)
 		}
-		var o specs.LinuxSeccomp
-		if err := json.Unmarshal(data, &o); err != nil {
-			return nil, false, fmt.Errorf("localhost seccomp profile %s: %w", prof.GetLocalhostRef(), err)
-		}
-		return api.FromOCILinuxSeccomp(&o), true, nil
+		s, err := decodeLocalhost(prof.GetLocalhostRef(), data)
+		return s, err == nil, err
 	}
 	return nil, false, nil
+}
+
+// decodeLocalhost decodes a Localhost profile as containerd does, into
+// NRI's form. NRI's form holds argument indexes and errnos in 32 bits: a
+// profile that does not survive the conversion unchanged (an index of
+// 1<<32 would come out as 0, valid where runc refuses the original) is an
+// error wrapping ErrSeccompRewrite.
+func decodeLocalhost(path string, data []byte) (*api.LinuxSeccomp, error) {
+	var o specs.LinuxSeccomp
+	if err := json.Unmarshal(data, &o); err != nil {
+		return nil, fmt.Errorf("localhost seccomp profile %s: %w", path, err)
+	}
+	s := api.FromOCILinuxSeccomp(&o)
+	before, err := json.Marshal(&o)
+	if err != nil {
+		return nil, err
+	}
+	after, err := json.Marshal(ociSeccomp(s))
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(before, after) {
+		return nil, fmt.Errorf("%w: localhost seccomp profile %s has values NRI cannot carry (argument indexes and errnos must fit in 32 bits)", ErrSeccompRewrite, path)
+	}
+	return s, nil
 }
