@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bpfgate/bpfgate/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -119,7 +120,7 @@ func TestCheckHostRangeFiles(t *testing.T) {
 		useFiles(t, testPasswd, testGroup, "", "")
 		os.Remove(passwdFile)
 		if err := unix.Mkfifo(passwdFile, 0o600); err != nil {
-			t.Skip(err)
+			testutil.Skip(t, "mkfifo: "+err.Error())
 		}
 		if err := CheckHostRange(UID, 0x70000000, 65536); err == nil {
 			t.Error("a FIFO as passwd file was accepted")

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bpfgate/bpfgate/internal/testutil"
 )
 
 // The test binary doubles as a process that acquires a lease and holds it
@@ -369,8 +371,8 @@ func TestLockDirRefused(t *testing.T) {
 		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.root && os.Geteuid() != 0 {
-				t.Skip("needs root to chown")
+			if tc.root {
+				testutil.RequireRoot(t) // to chown
 			}
 			tmp := t.TempDir()
 			dir := tc.make(t, tmp)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/internal/testutil"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -293,7 +294,7 @@ func TestSeccompAllowBPF(t *testing.T) {
 func TestSeccompAllowBPFLetsBPFThrough(t *testing.T) {
 	base, err := ReadSeccompBase(DefaultSeccompBase)
 	if err != nil {
-		t.Skip("no containers-common seccomp profile here:", err)
+		testutil.Skip(t, "no containers-common seccomp profile here (scripts/deps.sh installs podman): "+err.Error())
 	}
 	rewritten, err := SeccompAllowBPF(base)
 	if err != nil {

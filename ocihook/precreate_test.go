@@ -15,6 +15,7 @@ import (
 	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/bpfgate/bpfgate/internal/boundedio"
 	"github.com/bpfgate/bpfgate/internal/seccomp"
+	"github.com/bpfgate/bpfgate/internal/testutil"
 	"github.com/bpfgate/bpfgate/profile"
 )
 
@@ -37,7 +38,7 @@ func precreateOpts(t testing.TB) PrecreateOptions {
 	t.Helper()
 	names, err := delegate.KernelNames()
 	if err != nil {
-		t.Skip(err)
+		testutil.Skip(t, "kernel names: "+err.Error())
 	}
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(precreatePolicy), 0o644); err != nil {

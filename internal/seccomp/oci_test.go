@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bpfgate/bpfgate/internal/testutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -118,10 +119,10 @@ func toOCI(t *testing.T, data []byte, caps []string) *specs.LinuxSeccomp {
 func TestEvalOCIContainersProfile(t *testing.T) {
 	base, err := os.ReadFile("/usr/share/containers/seccomp.json")
 	if err != nil {
-		t.Skip("no containers-common seccomp profile here:", err)
+		testutil.Skip(t, "no containers-common seccomp profile here (scripts/deps.sh installs podman): "+err.Error())
 	}
 	if !strings.Contains(string(base), `"CAP_SYS_ADMIN"`) {
-		t.Skip("an unexpected profile")
+		testutil.Skip(t, "an unexpected containers-common seccomp profile (no CAP_SYS_ADMIN condition)")
 	}
 	caps := []string{"CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"}
 	for _, tc := range []struct {
