@@ -1,0 +1,407 @@
+package audit_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/audit"
+	"github.com/bpfgate/bpfgate/delegate"
+	"github.com/bpfgate/bpfgate/internal/sys"
+	"github.com/bpfgate/bpfgate/internal/testutil"
+	"github.com/bpfgate/bpfgate/launch"
+	"github.com/bpfgate/bpfgate/token"
+)
+
+const workloadEnv = "BPFGATE_AUDIT_TEST_WORKLOAD"
+
+func TestMain(m *testing.M) {
+	launch.Init()
+	if os.Getenv(workloadEnv) != "" {
+		os.Exit(workload())
+	}
+	os.Exit(m.Run())
+}
+
+// workload prints its user namespace, waits for a line on stdin, then makes
+// the calls TestWorkload expects, in order.
+func workload() int {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/user", &st); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
+	}
+	fmt.Println(st.Ino)
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	tok, err := token.Create("/sys/fs/bpf")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
+	}
+	defer tok.Close()
+	tfd := int32(tok.FD())
+	mapCreate := func(typ, key, value uint32, token bool) (int, error) {
+		a := sys.MapCreateAttr{MapType: typ, KeySize: key, ValueSize: value, MaxEntries: 4096}
+		copy(a.MapName[:], "audit_test")
+		if token {
+			a.MapFlags, a.MapTokenFd = sys.BPF_F_TOKEN_FD, tfd
+		}
+		return sys.MapCreate(&a)
+	}
+	insns := []uint64{0xb7, 0x95} // r0 = 0; exit
+	license := []byte("GPL\x00")
+	progLoad := func(typ uint32) (int, error) {
+		a := sys.ProgLoadAttr{ProgType: typ, InsnCnt: 2, Insns: uint64(uintptr(unsafe.Pointer(&insns[0]))),
+			License: uint64(uintptr(unsafe.Pointer(&license[0]))), ProgFlags: sys.BPF_F_TOKEN_FD, ProgTokenFd: tfd}
+		copy(a.ProgName[:], "audit_prog")
+		return sys.ProgLoad(&a)
+	}
+	want := func(what string, fd int, err, wantErr error) bool {
+		if fd > 0 {
+			unix.Close(fd)
+		}
+		if !errors.Is(err, wantErr) && !(err == nil && wantErr == nil) {
+			fmt.Fprintf(os.Stderr, "%s: %v, want %v\n", what, err, wantErr)
+			return false
+		}
+		return true
+	}
+	fd, err := mapCreate(1, 4, 4, true) // hash
+	ok := want("hash", fd, err, nil)
+	fd, err = mapCreate(27, 0, 0, true) // ringbuf
+	ok = want("ringbuf", fd, err, unix.EPERM) && ok
+	fd, err = mapCreate(1, 4, 4, false)
+	ok = want("hash without token", fd, err, unix.EPERM) && ok
+	fd, err = progLoad(1) // socket_filter
+	ok = want("socket_filter", fd, err, nil) && ok
+	fd, err = progLoad(6) // xdp
+	ok = want("xdp", fd, err, unix.EPERM) && ok
+	runtime.KeepAlive(insns)
+	runtime.KeepAlive(license)
+	if !ok {
+		return 4
+	}
+	return 0
+}
+
+// demo is the demo profile's delegation.
+func demo(t *testing.T) delegate.Set {
+	names, err := delegate.KernelNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := names.SetFlags("map_create,prog_load,btf_load", "hash,array", "socket_filter", "cgroup_inet_ingress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// started is a workload waiting for its go.
+type started struct {
+	w      *launch.Workload
+	userns uint32
+	pid    uint32 // host pid of the command
+	cgroup uint64
+	goW    *os.File
+}
+
+// publicExe copies the test binary where the workload, an unprivileged
+// host uid, can execute it.
+func publicExe(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(testutil.PublicDir(t), "audit.test")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+func startWorkload(t *testing.T) *started {
+	t.Helper()
+	exe := publicExe(t)
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := launch.Start(launch.Config{
+		Args: []string{exe}, Env: append(os.Environ(), workloadEnv+"=1"),
+		Delegation: demo(t), Stdin: inR, Stdout: outW, Stderr: os.Stderr,
+	})
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &started{w: w, goW: inW}
+	t.Cleanup(func() { inW.Close(); w.Signal(syscall.SIGKILL); w.Wait() })
+	line, err := bufio.NewReader(outR).ReadString('\n')
+	outR.Close()
+	if err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+	ns, err := strconv.ParseUint(strings.TrimSpace(line), 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.userns = uint32(ns)
+	var st unix.Stat_t
+	if err := unix.Stat(w.Cgroup(), &st); err != nil {
+		t.Fatal(err)
+	}
+	s.cgroup = st.Ino
+	procs, err := os.ReadFile(w.Cgroup() + "/cgroup.procs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command is the only process in the cgroup that is in the
+	// workload's user namespace and runs the test binary.
+	for _, f := range strings.Fields(string(procs)) {
+		pid, _ := strconv.Atoi(f)
+		if exe2, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); exe2 == exe {
+			s.pid = uint32(pid)
+		}
+	}
+	return s
+}
+
+// run lets the workload make its calls and waits for it.
+func (s *started) run(t *testing.T) {
+	t.Helper()
+	s.goW.WriteString("go\n")
+	s.goW.Close()
+	code, err := s.w.Wait()
+	if err != nil || code != 0 {
+		t.Fatalf("workload: exit %d, %v", code, err)
+	}
+}
+
+func drain(t *testing.T, tr *audit.Tracer) []*audit.Event {
+	t.Helper()
+	var evs []*audit.Event
+	if err := tr.Drain(func(e *audit.Event) error { evs = append(evs, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func open(t *testing.T, opts audit.Options) *audit.Tracer {
+	t.Helper()
+	tr, err := audit.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// TestWorkload: a workload with the demo delegation makes two calls that
+// succeed and three the kernel refuses; each is recorded once, with the
+// types the kernel made or was asked for, the token, and the reason.
+func TestWorkload(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, hook := range []audit.Hook{audit.HookTracepoint, audit.HookRawTracepoint} {
+		t.Run(hook.String(), func(t *testing.T) {
+			tr := open(t, audit.Options{Hook: hook})
+			if tr.Hook() != hook {
+				t.Fatalf("hook %v, want %v", tr.Hook(), hook)
+			}
+			s := startWorkload(t)
+			s.run(t)
+			var got []*audit.Event
+			for _, e := range drain(t, tr) {
+				if e.UserNS == s.userns {
+					got = append(got, e)
+				}
+			}
+			type row struct{ cmd, typ, outcome, reason string }
+			want := []row{
+				{"map_create", "hash", "ok", ""},
+				{"map_create", "ringbuf", "denied", "map type ringbuf not delegated"},
+				{"map_create", "hash", "denied", "no token"},
+				{"prog_load", "socket_filter", "ok", ""},
+				{"prog_load", "xdp", "denied", "program type xdp not delegated"},
+			}
+			if len(got) != len(want) {
+				for _, e := range got {
+					t.Logf("%+v", e)
+				}
+				t.Fatalf("%d events, want %d", len(got), len(want))
+			}
+			for i, w := range want {
+				e := got[i]
+				typ := e.MapType + e.ProgType
+				if e.Cmd != w.cmd || typ != w.typ || e.Outcome != w.outcome || e.Reason != w.reason {
+					t.Errorf("event %d: %s %s %s %q, want %+v", i, e.Cmd, typ, e.Outcome, e.Reason, w)
+				}
+				if e.Pid != s.pid || e.CgroupID != s.cgroup || e.Comm == "" || e.UID == 0 {
+					t.Errorf("event %d: pid %d cgroup %d comm %q uid %d, want pid %d cgroup %d", i, e.Pid, e.CgroupID, e.Comm, e.UID, s.pid, s.cgroup)
+				}
+				if time.Since(e.Time) > time.Minute || time.Since(e.Time) < 0 {
+					t.Errorf("event %d: time %v", i, e.Time)
+				}
+				if i == 2 {
+					if e.Token != nil || e.Errno != "EPERM" {
+						t.Errorf("no-token call: token %+v, errno %q", e.Token, e.Errno)
+					}
+					continue
+				}
+				if e.Token == nil || e.Token.UserNS != s.userns || strings.Join(e.Token.AllowedMaps, ":") != "hash:array" ||
+					e.Token.FD < 3 || e.Token.BPFFSDev == "" || e.Token.BPFFSDev == "0:0" {
+					t.Errorf("event %d: token %+v", i, e.Token)
+				}
+			}
+			if got[0].MapID == 0 || got[0].Name != "audit_test" || got[3].ProgID == 0 || got[3].AttachType != "cgroup_inet_ingress" || got[1].MapID != 0 {
+				t.Errorf("ids or names: %+v %+v %+v", got[0], got[1], got[3])
+			}
+			if n, err := tr.Dropped(); err != nil || n != 0 {
+				t.Errorf("dropped %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestFilters: each filter keeps the workload's calls when it names the
+// workload, and none when it names something else.
+func TestFilters(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startWorkload(t)
+	tracers := map[string]*audit.Tracer{}
+	want := map[string]int{}
+	for name, c := range map[string]struct {
+		f audit.Filter
+		n int
+	}{
+		"userns":       {audit.Filter{UserNS: s.userns}, 5},
+		"other userns": {audit.Filter{UserNS: s.userns + 1}, 0},
+		"pid":          {audit.Filter{Pid: s.pid}, 5},
+		"other pid":    {audit.Filter{Pid: uint32(os.Getpid())}, 0},
+		"cgroup":       {audit.Filter{CgroupID: s.cgroup}, 5},
+		"other cgroup": {audit.Filter{CgroupID: s.cgroup + 1}, 0},
+		"all three":    {audit.Filter{UserNS: s.userns, Pid: s.pid, CgroupID: s.cgroup}, 5},
+	} {
+		// Each filter set after Open, as bpfgate run does once it knows
+		// the workload.
+		tr := open(t, audit.Options{Filter: audit.Filter{Pid: 1}})
+		if err := tr.SetFilter(c.f); err != nil {
+			t.Fatal(err)
+		}
+		tracers[name], want[name] = tr, c.n
+	}
+	if s.pid == 0 {
+		t.Fatal("workload pid not found")
+	}
+	s.run(t)
+	for name, tr := range tracers {
+		if n := len(drain(t, tr)); n != want[name] {
+			t.Errorf("%s: %d events, want %d", name, n, want[name])
+		}
+	}
+}
+
+// TestClose: Close detaches and frees everything the tracer made (its
+// program, link, maps and fds), and a Read waiting in another goroutine
+// returns ErrClosed.
+func TestClose(t *testing.T) {
+	testutil.RequireRoot(t)
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := fds()
+	tr, err := audit.Open(audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, lnk, maps, err := tr.IDs()
+	if err != nil || prog == 0 || lnk == 0 || len(maps) != 3 {
+		t.Fatalf("ids %v %v %v: %v", prog, lnk, maps, err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := tr.Read()
+		read <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-read:
+		if !errors.Is(err, audit.ErrClosed) {
+			t.Errorf("Read after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still waits after Close")
+	}
+	if err := tr.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if n := fds(); n != before {
+		t.Errorf("%d fds open, %d before Open", n, before)
+	}
+	// The kernel frees objects once their last reference is gone, after an
+	// RCU grace period.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := []string{}
+		if l, err := link.NewFromID(lnk); err == nil {
+			l.Close()
+			left = append(left, fmt.Sprintf("link %d", lnk))
+		}
+		if p, err := ebpf.NewProgramFromID(prog); err == nil {
+			p.Close()
+			left = append(left, fmt.Sprintf("program %d", prog))
+		}
+		for _, id := range maps {
+			if m, err := ebpf.NewMapFromID(id); err == nil {
+				m.Close()
+				left = append(left, fmt.Sprintf("map %d", id))
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left after Close: %v", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	for _, o := range []audit.Options{{RingSize: 3000}, {RingSize: 1}, {Hook: 9}} {
+		if tr, err := audit.Open(o); err == nil {
+			tr.Close()
+			t.Errorf("%+v: no error", o)
+		}
+	}
+}
