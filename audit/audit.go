@@ -8,10 +8,11 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/bpfgate/bpfgate/delegate"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/bpfgate/bpfgate/delegate"
 )
 
 var (

@@ -25,10 +25,8 @@ const (
 // Offsets in union bpf_attr (UAPI, stable) of what is decoded.
 const (
 	offMapType    = 0
-	offMapFlags   = 16
 	offMapName    = 28
 	offProgType   = 0
-	offProgFlags  = 44
 	offProgName   = 48
 	offProgAttach = 68
 	nameLen       = 16
