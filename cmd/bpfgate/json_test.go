@@ -23,6 +23,7 @@ var nonReporting = map[string]bool{
 	"bpfgate mv": true, "bpfgate oci-hook": true, "bpfgate oci-hook hooks-d": true,
 	"bpfgate oci-hook seccomp": true, "bpfgate oci-hook precreate": true, "bpfgate man": true, "bpfgate doctor-hold": true,
 	"bpfgate k8s nri": true, // a daemon: it logs, it reports nothing
+	"bpfgate audit":   true, // streams JSON lines until stopped: audit_test.go checks them
 }
 
 // reportingCmd is a reporting command to run with --json and -p.

@@ -83,7 +83,7 @@ workloads can derive a BPF token and use exactly what was delegated.`,
 	root.AddCommand(newRunCmd(g), newMountCmd(g), newTokenCmd(g), newNamesCmd(g),
 		newCheckCmd(g), newProfilesCmd(g), newCDICmd(g), newOCIHookCmd(g),
 		newLsCmd(g), newPinCmd(g), newUnpinCmd(g), newMvCmd(g), newPreloadCmd(g), newProfileCmd(g),
-		newDoctorCmd(g), newDoctorHoldCmd())
+		newDoctorCmd(g), newDoctorHoldCmd(), newAuditCmd(g))
 	root.AddCommand(newK8sCmd(g))
 	root.AddCommand(newVersionCmd(g), newManCmd())
 	return root

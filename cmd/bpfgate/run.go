@@ -27,6 +27,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		preserveFDs    int
 		allowSystemIDs bool
 		allowUnix      bool
+		auditFile      string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- COMMAND [ARG...]",
@@ -111,7 +112,11 @@ SIGKILL of bpfgate takes the sandbox with it. See docs/sandbox.md.`,
 			if cfg.Net == launch.NetHost && !quiet {
 				fmt.Fprintln(os.Stderr, "bpfgate: warning: --net host: "+hostNetReach(names, r.set))
 			}
-			code, err := launch.Run(cfg)
+			run := launch.Run
+			if auditFile != "" {
+				run = func(cfg launch.Config) (int, error) { return runAudited(cfg, auditFile) }
+			}
+			code, err := run(cfg)
 			var ee *launch.ExecError
 			if errors.As(err, &ee) {
 				fmt.Fprintf(os.Stderr, "bpfgate: run %s: %v\n", args[0], err)
@@ -138,6 +143,7 @@ SIGKILL of bpfgate takes the sandbox with it. See docs/sandbox.md.`,
 	fl.IntVar(&preserveFDs, "preserve-fds", 0, "pass this many extra fds (3, 4, ...) to the workload; every other fd is closed")
 	fl.BoolVar(&allowUnix, "allow-unix-sockets", false, "let the workload make unix sockets (through which its BPF objects can leave the sandbox)")
 	fl.BoolVar(&allowSystemIDs, "allow-system-ids", false, "allow --uid-map/--gid-map onto host ids of system users and groups")
+	fl.StringVar(&auditFile, "audit", "", "record the workload's bpf() calls made with its token, and those refused, to FILE as JSON lines (see docs/audit.md)")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "do not print delegation warnings, nor what --net host reaches")
 	fl.SetInterspersed(false)
 	return cmd
