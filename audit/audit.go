@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -91,8 +92,9 @@ type Tracer struct {
 	dec     *decoder
 	hook    Hook
 
-	mu  sync.Mutex // guards rec
-	rec ringbuf.Record
+	mu       sync.Mutex // guards rec and the reader's deadline
+	rec      ringbuf.Record
+	deadline atomic.Value // time.Time: the caller's deadline for Read
 
 	closeOnce sync.Once
 	closeErr  error
@@ -193,17 +195,40 @@ func (t *Tracer) SetFilter(f Filter) error {
 	return nil
 }
 
+// pollInterval is how often Read looks into the ring buffer: the tracer
+// wakes the reader only once the ring is a quarter full, since a wakeup per
+// event would cost the traced call more than recording it.
+const pollInterval = 200 * time.Millisecond
+
 // Read waits for the next event. It returns ErrClosed after Close,
 // ErrFlushed once everything recorded before Flush has been read, and
-// os.ErrDeadlineExceeded after a deadline set with SetDeadline.
+// os.ErrDeadlineExceeded after a deadline set with SetDeadline. Events
+// reach Read within pollInterval (200 ms) of their call, or at once when
+// many are waiting.
 func (t *Tracer) Read() (*Event, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.rd.ReadInto(&t.rec); err != nil {
+	for {
+		dl := time.Now().Add(pollInterval)
+		user, _ := t.deadline.Load().(time.Time)
+		if !user.IsZero() && user.Before(dl) {
+			dl = user
+		}
+		t.rd.SetDeadline(dl)
+		err := t.rd.ReadInto(&t.rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if !user.IsZero() && !time.Now().Before(user) {
+				return nil, err
+			}
+			continue
+		}
 		if errors.Is(err, ringbuf.ErrClosed) {
 			return nil, ErrClosed
 		}
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 	var raw tracerEvent
 	buf := unsafe.Slice((*byte)(unsafe.Pointer(&raw)), unsafe.Sizeof(raw))
@@ -216,7 +241,8 @@ func (t *Tracer) Read() (*Event, error) {
 
 // SetDeadline makes Read return os.ErrDeadlineExceeded once the time has
 // passed and nothing is left to read; the zero time removes the deadline.
-func (t *Tracer) SetDeadline(d time.Time) { t.rd.SetDeadline(d) }
+// It may be called while a Read waits.
+func (t *Tracer) SetDeadline(d time.Time) { t.deadline.Store(d) }
 
 // Flush makes Read return what has been recorded so far, then ErrFlushed
 // once: the way to read the tail after the traced workload has ended.

@@ -97,7 +97,8 @@ type Token struct {
 	UserNS uint32 `json:"userns"`
 	// BPFFSDev is the device (major:minor) of the bpffs it was made from.
 	BPFFSDev string `json:"bpffs_dev"`
-	// The delegation, as the kernel shows it in the mount options, split.
+	// The delegation, as the kernel shows it in the mount options, split
+	// (shared between events: do not modify).
 	AllowedCmds    []string     `json:"allowed_cmds"`
 	AllowedMaps    []string     `json:"allowed_maps"`
 	AllowedProgs   []string     `json:"allowed_progs"`
@@ -110,23 +111,35 @@ type decoder struct {
 	names *delegate.Names
 	// bootWall is the wall clock time of CLOCK_MONOTONIC's zero.
 	bootWall time.Time
+	// lists caches the names of the delegations seen: a workload uses
+	// one token for many calls. Events share the slices.
+	lists map[delegate.Set]*[4][]string
+	// short caches the names of values below 256, per kind.
+	short [4][256]string
 }
 
 func newDecoder(names *delegate.Names) *decoder {
 	var ts unix.Timespec
 	now := time.Now()
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return &decoder{names: names, bootWall: now}
+		return &decoder{names: names, bootWall: now, lists: map[delegate.Set]*[4][]string{}}
 	}
-	return &decoder{names: names, bootWall: now.Add(-time.Duration(ts.Nano()))}
+	return &decoder{names: names, bootWall: now.Add(-time.Duration(ts.Nano())), lists: map[delegate.Set]*[4][]string{}}
 }
 
 // name returns the kernel's short name of v, or v in decimal.
 func (d *decoder) name(k delegate.Kind, v uint32) string {
-	if s := d.names.ShortName(k, v); s != "" {
-		return s
+	if v < 256 && d.short[k][v] != "" {
+		return d.short[k][v]
 	}
-	return strconv.FormatUint(uint64(v), 10)
+	s := d.names.ShortName(k, v)
+	if s == "" {
+		s = strconv.FormatUint(uint64(v), 10)
+	}
+	if v < 256 {
+		d.short[k][v] = s
+	}
+	return s
 }
 
 func (d *decoder) list(k delegate.Kind, m uint64) []string {
@@ -206,13 +219,22 @@ func (d *decoder) decode(r *tracerEvent) *Event {
 	}
 	if r.Flags&evToken != 0 {
 		set := delegate.Set{Cmds: r.TokenAllowed[0], Maps: r.TokenAllowed[1], Progs: r.TokenAllowed[2], Attachs: r.TokenAllowed[3]}
+		l := d.lists[set]
+		if l == nil {
+			if len(d.lists) >= 1024 {
+				clear(d.lists)
+			}
+			l = &[4][]string{}
+			for _, k := range delegate.Kinds {
+				l[k] = d.list(k, set.Mask(k))
+			}
+			d.lists[set] = l
+		}
 		e.Token = &Token{
 			FD: r.TokenFd, UserNS: r.TokenUserns, BPFFSDev: dev(r.TokenDev),
-			AllowedCmds:    d.list(delegate.Cmds, set.Cmds),
-			AllowedMaps:    d.list(delegate.Maps, set.Maps),
-			AllowedProgs:   d.list(delegate.Progs, set.Progs),
-			AllowedAttachs: d.list(delegate.Attachs, set.Attachs),
-			Delegation:     set,
+			AllowedCmds: l[delegate.Cmds], AllowedMaps: l[delegate.Maps],
+			AllowedProgs: l[delegate.Progs], AllowedAttachs: l[delegate.Attachs],
+			Delegation: set,
 		}
 	}
 	e.Outcome, e.Errno, e.Reason = d.verdict(e)

@@ -55,6 +55,9 @@ struct event {
 	__u8 attr[ATTR_LEN];
 };
 
+/* An event's room in the ring: 8 bytes of header, 8-byte aligned. */
+#define RECORD_SIZE ((sizeof(struct event) + 8 + 7) & ~7UL)
+
 /* filter: zero fields match everything. */
 struct filter {
 	__u64 cgroup_id;
@@ -130,7 +133,8 @@ static __always_inline void read_token(struct task_struct *t, int fd, struct eve
 
 	if (!f)
 		return;
-	if (BPF_CORE_READ(f, f_path.mnt, mnt_sb, s_magic) != BPF_FS_MAGIC)
+	struct super_block *sb = BPF_CORE_READ(f, f_path.mnt, mnt_sb);
+	if (BPF_CORE_READ(sb, s_magic) != BPF_FS_MAGIC)
 		return;
 	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
 	if (BPF_CORE_READ(d, d_parent) != d)
@@ -142,12 +146,18 @@ static __always_inline void read_token(struct task_struct *t, int fd, struct eve
 	struct bpf_token *tok = BPF_CORE_READ(f, private_data);
 	if (!tok)
 		return;
-	e->token_dev = BPF_CORE_READ(f, f_path.mnt, mnt_sb, s_dev);
+	e->token_dev = BPF_CORE_READ(sb, s_dev);
 	e->token_userns = BPF_CORE_READ(tok, userns, ns.inum);
-	e->token_allowed[0] = BPF_CORE_READ(tok, allowed_cmds);
-	e->token_allowed[1] = BPF_CORE_READ(tok, allowed_maps);
-	e->token_allowed[2] = BPF_CORE_READ(tok, allowed_progs);
-	e->token_allowed[3] = BPF_CORE_READ(tok, allowed_attachs);
+	/* The four masks follow each other: one read (checked at load time
+	 * by the relocations of the first and last). */
+	if (bpf_core_field_offset(tok->allowed_attachs) - bpf_core_field_offset(tok->allowed_cmds) == 24) {
+		bpf_core_read(e->token_allowed, sizeof(e->token_allowed), &tok->allowed_cmds);
+	} else {
+		e->token_allowed[0] = BPF_CORE_READ(tok, allowed_cmds);
+		e->token_allowed[1] = BPF_CORE_READ(tok, allowed_maps);
+		e->token_allowed[2] = BPF_CORE_READ(tok, allowed_progs);
+		e->token_allowed[3] = BPF_CORE_READ(tok, allowed_attachs);
+	}
 	e->flags |= EV_TOKEN;
 }
 
@@ -274,7 +284,13 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret)
 		read_token(t, token_fd, e);
 	if (ret >= 0 && creates)
 		read_object(t, (int)ret, e);
-	bpf_ringbuf_submit(e, 0);
+	/* A wakeup is an interrupt (in a VM, an exit to the hypervisor), which
+	 * costs more than the rest of the record: wake the reader only when
+	 * this record fills the ring past a quarter; else the reader polls. */
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 quarter = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 4;
+	__u64 wake = avail >= quarter && avail < quarter + RECORD_SIZE ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, wake);
 	return 0;
 }
 
