@@ -157,7 +157,7 @@ type auditWriter struct {
 }
 
 func (w *auditWriter) header() {
-	fmt.Fprintf(w.out, "%-12s %7s %-15s %10s %-10s %-20s %-8s %-14s %s\n",
+	fmt.Fprintf(w.out, "%-12s %7s %-15s %10s %-10s %-34s %-8s %-11s %s\n",
 		"TIME", "PID", "COMM", "USERNS", "CMD", "TYPE", "TOKEN", "RESULT", "REASON")
 }
 
@@ -187,8 +187,9 @@ func (w *auditWriter) event(e *audit.Event) error {
 	case e.Ret >= 0:
 		res = "ok"
 	}
-	_, err := fmt.Fprintf(w.out, "%-12s %7d %-15s %10d %-10s %-20s %-8s %-14s %s\n",
+	line := fmt.Sprintf("%-12s %7d %-15s %10d %-10s %-34s %-8s %-11s %s",
 		e.Time.Format("15:04:05.000"), e.Pid, e.Comm, e.UserNS, e.Cmd, orDash(typ), tok, res, e.Reason)
+	_, err := io.WriteString(w.out, strings.TrimRight(line, " ")+"\n")
 	return w.keep(err)
 }
 
