@@ -28,6 +28,9 @@ import (
 
 const workloadEnv = "BPFGATE_AUDIT_TEST_WORKLOAD"
 
+// manyCalls is how many calls the workload makes in mode "many".
+const manyCalls = 500
+
 func TestMain(m *testing.M) {
 	launch.Init()
 	if os.Getenv(workloadEnv) != "" {
@@ -78,6 +81,14 @@ func workload() int {
 			return false
 		}
 		return true
+	}
+	if os.Getenv(workloadEnv) == "many" {
+		for range manyCalls {
+			if fd, err := mapCreate(27, 0, 0, true); !want("ringbuf", fd, err, unix.EPERM) {
+				return 4
+			}
+		}
+		return 0
 	}
 	fd, err := mapCreate(1, 4, 4, true) // hash
 	ok := want("hash", fd, err, nil)
@@ -138,7 +149,9 @@ func publicExe(t *testing.T) string {
 	return exe
 }
 
-func startWorkload(t *testing.T) *started {
+func startWorkload(t *testing.T) *started { return startWorkloadMode(t, "1") }
+
+func startWorkloadMode(t *testing.T, mode string) *started {
 	t.Helper()
 	exe := publicExe(t)
 	inR, inW, err := os.Pipe()
@@ -150,7 +163,7 @@ func startWorkload(t *testing.T) *started {
 		t.Fatal(err)
 	}
 	w, err := launch.Start(launch.Config{
-		Args: []string{exe}, Env: append(os.Environ(), workloadEnv+"=1"),
+		Args: []string{exe}, Env: append(os.Environ(), workloadEnv+"="+mode),
 		Delegation: demo(t), Stdin: inR, Stdout: outW, Stderr: os.Stderr,
 	})
 	inR.Close()
@@ -394,6 +407,26 @@ func TestClose(t *testing.T) {
 			t.Fatalf("left after Close: %v", left)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDropped: a ring buffer too small for the workload's calls drops
+// some, and every call is either read or counted as dropped.
+func TestDropped(t *testing.T) {
+	testutil.RequireRoot(t)
+	tr := open(t, audit.Options{RingSize: os.Getpagesize()})
+	s := startWorkloadMode(t, "many")
+	if err := tr.SetFilter(audit.Filter{UserNS: s.userns}); err != nil {
+		t.Fatal(err)
+	}
+	s.run(t)
+	n := len(drain(t, tr))
+	dropped, err := tr.Dropped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dropped == 0 || n == 0 || n+int(dropped) != manyCalls {
+		t.Errorf("%d events read, %d dropped, want %d in all, some dropped", n, dropped, manyCalls)
 	}
 }
 
