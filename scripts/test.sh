@@ -51,6 +51,7 @@ go build -o "$testsum/testsum" ./internal/cmd/testsum
 ./internal/seccomp FuzzFilter 100000x
 ./ocihook FuzzPrecreate 20000x
 ./k8s/nri FuzzLocalhostSeccomp 30000x
+./audit FuzzDecode 100000x
 EOF
 	exit $status
 } | "$testsum/testsum"
