@@ -460,7 +460,9 @@ func Accel(k Kern) (string, string) {
 			return
 		}
 		f.Close()
-		probe := Run{Kernel: k, Command: []string{"/bin/true"}, CPUs: 1, MemoryMB: 256, Timeout: 30 * time.Second}
+		// A KVM boot takes a second or two; a failing one either says so
+		// on stderr (the run ends then) or hangs.
+		probe := Run{Kernel: k, Command: []string{"/bin/true"}, CPUs: 1, MemoryMB: 256, Timeout: 10 * time.Second}
 		res, err := probe.exec(context.Background(), "kvm")
 		if err == nil && res.ExitCode == 0 {
 			accel.name, accel.why = "kvm", fmt.Sprintf("KVM booted %s in %v", k.Name, res.Total.Round(time.Millisecond))
