@@ -111,7 +111,7 @@ type Run struct {
 	// Cmdline is added to the kernel's command line (e.g.
 	// "lockdown=integrity").
 	Cmdline []string
-	// CPUs (default: the host's, at most 4) and MemoryMB (default 512).
+	// CPUs (default: the host's, at most 4) and MemoryMB (default 256).
 	CPUs     int
 	MemoryMB int
 	// Timeout bounds the whole run, boot included (default 5 minutes).
@@ -217,7 +217,7 @@ func (r Run) exec(ctx context.Context, accel string) (res Result, err error) {
 		r.CPUs = min(runtime.NumCPU(), 4)
 	}
 	if r.MemoryMB == 0 {
-		r.MemoryMB = 512
+		r.MemoryMB = 256
 	}
 	if r.Dir == "" {
 		r.Dir = "/work"
