@@ -49,6 +49,17 @@ k8s_bins() {
 	return 0
 }
 
+# QEMU and the Debian kernels test/kernels boots (scripts/kernels.sh), at
+# pinned versions: about 20 s cold, cached under /var/cache/bpfgate-ci.
+kernels() {
+	[ "$(id -u)" -eq 0 ] || return 0
+	if ! "$(dirname "$0")/kernels.sh" >/dev/null; then
+		echo "deps: could not install QEMU or the kernels (scripts/kernels.sh); the test/kernels tests skip"
+		[ "${CI:-}" = true ] && exit 1
+	fi
+	return 0
+}
+
 installed() { dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'; }
 
 missing=()
@@ -65,6 +76,7 @@ done
 if [ ${#missing[@]} -eq 0 ] && [ ${#newer[@]} -eq 0 ]; then
 	tools_root
 	k8s_bins
+	kernels
 	exit 0
 fi
 
@@ -96,3 +108,4 @@ if [ ${#newer[@]} -gt 0 ]; then
 fi
 tools_root
 k8s_bins
+kernels
