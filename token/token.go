@@ -23,6 +23,9 @@ var (
 	ErrNotBPFFSRoot  = errors.New("not the root of a BPF filesystem, or the kernel has no BPF tokens (EINVAL)")
 	ErrNothingShared = errors.New("the bpffs delegates nothing (ENOENT); mount it with delegate_* options")
 	ErrOPath         = errors.New("the fd is an O_PATH fd (EBADF); open the bpffs root normally")
+	// ErrNoTokens means the kernel predates BPF tokens: its bpf(2) has no
+	// BPF_TOKEN_CREATE (which it fails with EINVAL, as it fails a bad fd).
+	ErrNoTokens = errors.New("kernel does not support BPF tokens (needs Linux 6.9 or later)")
 )
 
 // Token is a BPF token file descriptor.
@@ -37,6 +40,8 @@ func explain(err error) error {
 		return fmt.Errorf("%w: %w", ErrNotOwner, err)
 	case errors.Is(err, unix.EOPNOTSUPP):
 		return fmt.Errorf("%w: %w", ErrInitUserNS, err)
+	case errors.Is(err, unix.EINVAL) && !kernelHasTokens():
+		return fmt.Errorf("%w: %w", ErrNoTokens, err)
 	case errors.Is(err, unix.EINVAL):
 		return fmt.Errorf("%w: %w", ErrNotBPFFSRoot, err)
 	case errors.Is(err, unix.ENOENT):
@@ -45,6 +50,22 @@ func explain(err error) error {
 		return fmt.Errorf("%w: %w", ErrOPath, err)
 	}
 	return err
+}
+
+// kernelHasTokens tells from the running kernel's bpf commands (its BTF)
+// whether it knows BPF_TOKEN_CREATE; without BTF it cannot tell, and says
+// yes (EINVAL is then explained both ways).
+func kernelHasTokens() bool {
+	names, err := delegate.KernelNames()
+	if err != nil || names.Source == "builtin" {
+		return true
+	}
+	for _, v := range names.Enums[delegate.Cmds].Values {
+		if v.Name == "BPF_TOKEN_CREATE" {
+			return true
+		}
+	}
+	return false
 }
 
 // Create derives a token from the bpffs mounted at path.
