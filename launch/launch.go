@@ -636,6 +636,12 @@ var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, sys
 
 // Run starts the workload, forwards signals to it and waits for it.
 func Run(cfg Config) (int, error) {
+	return RunStarted(cfg, nil)
+}
+
+// RunStarted is Run, calling started (if not nil) once the workload has
+// started, before it is waited for: e.g. to watch it by its cgroup or ids.
+func RunStarted(cfg Config, started func(*Workload)) (int, error) {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
@@ -646,6 +652,9 @@ func Run(cfg Config) (int, error) {
 	}
 	if err != nil {
 		return nsexec.ExitSetup, err
+	}
+	if started != nil {
+		started(w)
 	}
 	done := make(chan struct{})
 	go func() {

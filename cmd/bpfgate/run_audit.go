@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -16,11 +13,6 @@ import (
 	"github.com/bpfgate/bpfgate/launch"
 	"github.com/bpfgate/bpfgate/launch/nsexec"
 )
-
-// auditForwarded are the signals runAudited passes on to the workload, as
-// launch.Run does.
-var auditForwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT}
 
 // runAudited runs the workload as launch.Run does, recording its bpf()
 // calls to path as JSON lines. The tracer is attached before the workload
@@ -40,52 +32,34 @@ func runAudited(cfg launch.Config, path string) (int, error) {
 	}
 	defer tr.Close()
 
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, auditForwarded...)
-	defer signal.Stop(sigs)
-	w, err := launch.Start(cfg)
-	var ee *launch.ExecError
-	if errors.As(err, &ee) {
-		return ee.Code, err
-	}
-	if err != nil {
-		return nsexec.ExitSetup, err
-	}
-	uids := w.UIDMap()
-	ours := func(e *audit.Event) bool {
-		if e.UserNS == audit.HostUserNS {
+	ctx, end := context.WithCancel(context.Background())
+	defer end()
+	aw := &auditWriter{out: file, json: true}
+	var recorded chan error // made once the workload has started
+	code, err := launch.RunStarted(cfg, func(w *launch.Workload) {
+		uids := w.UIDMap()
+		ours := func(e *audit.Event) bool {
+			if e.UserNS == audit.HostUserNS {
+				return false
+			}
+			for _, m := range uids {
+				if int64(e.UID) >= int64(m.HostID) && int64(e.UID) < int64(m.HostID)+int64(m.Size) {
+					return true
+				}
+			}
 			return false
 		}
-		for _, m := range uids {
-			if int64(e.UID) >= int64(m.HostID) && int64(e.UID) < int64(m.HostID)+int64(m.Size) {
-				return true
-			}
+		// Narrow the kernel's filter to the workload's user namespace, if
+		// it is still running to be asked.
+		if ns, ok := workloadUserNS(w.Cgroup()); ok {
+			tr.SetFilter(audit.Filter{UserNS: ns})
 		}
-		return false
+		recorded = make(chan error, 1)
+		go func() { recorded <- recordAudit(ctx, tr, aw, ours) }()
+	})
+	if recorded == nil {
+		return code, err
 	}
-	// Narrow the kernel's filter to the workload's user namespace, if it
-	// is still running to be asked.
-	if ns, ok := workloadUserNS(w.Cgroup()); ok {
-		tr.SetFilter(audit.Filter{UserNS: ns})
-	}
-	ctx, end := context.WithCancel(context.Background())
-	aw := &auditWriter{out: file, json: true}
-	recorded := make(chan error, 1)
-	go func() { recorded <- recordAudit(ctx, tr, aw, ours) }()
-
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case s := <-sigs:
-				_ = w.Signal(s)
-			case <-done:
-				return
-			}
-		}
-	}()
-	code, err := w.Wait()
-	close(done)
 	end()
 	if rerr := <-recorded; rerr != nil && err == nil {
 		err = fmt.Errorf("--audit %s: %w", path, rerr)
