@@ -383,8 +383,9 @@ func counter(m *ebpf.Map, i uint32) uint64 {
 
 // Disable unpins the guard below opts.Root, which detaches it. Only the
 // manager (the executable that enabled it) may: for anyone else the guard
-// refuses, and Disable returns ErrNotManager. The kernel frees links
-// asynchronously; Disable waits (up to 5 s) until they are gone.
+// refuses, and Disable returns ErrNotManager. The kernel detaches unpinned
+// links asynchronously; Disable waits (up to 5 s) until the guard's
+// programs are gone, and so no longer run.
 func Disable(opts Options) error {
 	root, err := opts.root()
 	if err != nil {
@@ -411,12 +412,14 @@ func Disable(opts Options) error {
 	if st == nil {
 		return nil
 	}
-	var ids []link.ID
+	// An unpinned link's id goes at once, but the kernel detaches it in
+	// a work item after: wait for the programs, which it puts after.
+	var progs []ebpf.ProgramID
 	for _, l := range st.Links {
-		ids = append(ids, link.ID(l.ID))
+		progs = append(progs, ebpf.ProgramID(l.ProgID))
 	}
-	if !waitGone(ids, time.Now().Add(5*time.Second)) {
-		return fmt.Errorf("guard: unpinned %s, but the kernel still holds its links after 5 s; they go when their last reference does", pinDir)
+	if !progsGone(progs, time.Now().Add(5*time.Second)) {
+		return fmt.Errorf("guard: unpinned %s, but the kernel still holds its programs after 5 s; they go when their last reference does", pinDir)
 	}
 	return nil
 }
@@ -440,8 +443,8 @@ func Status(opts Options) (*State, error) {
 			return nil, fmt.Errorf("guard: %w", err)
 		}
 		s.Why = "not enabled: nothing is pinned at " + pinDir
-		if !strings.Contains(","+s.LSMs+",", ",bpf,") {
-			s.Why += fmt.Sprintf("; and the kernel's active LSMs (%s) do not include bpf, so bpfgate preload guard enable would fail", s.LSMs)
+		if err := probe(); err != nil {
+			s.Why += "; and enable would fail here: " + err.Error()
 		}
 		return s, nil
 	}
@@ -558,6 +561,41 @@ func waitGone(ids []link.ID, deadline time.Time) bool {
 				break
 			}
 			l.Close()
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return true
+}
+
+// probe loads one of the guard's programs, without attaching it, to learn
+// whether the kernel takes BPF LSM programs at all.
+func probe() error {
+	spec, err := loadGuard()
+	if err != nil {
+		return err
+	}
+	var p struct {
+		Mkdir *ebpf.Program `ebpf:"guard_mkdir"`
+	}
+	if err := spec.LoadAndAssign(&p, nil); err != nil {
+		return unsupported("load", err)
+	}
+	return p.Mkdir.Close()
+}
+
+// progsGone waits until no program has one of ids, or the deadline passed,
+// and says which is the case.
+func progsGone(ids []ebpf.ProgramID, deadline time.Time) bool {
+	for _, id := range ids {
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				break
+			}
+			p.Close()
 			if time.Now().After(deadline) {
 				return false
 			}
