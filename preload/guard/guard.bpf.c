@@ -77,6 +77,18 @@ struct {
 	__type(value, __u8);
 } guard_exes SEC(".maps");
 
+/* The mount through which the manager opened the protected directory at
+ * enable (a struct mount *, written by guard_file_open): unmounting it or,
+ * lazily, any mount above it would take the bpffs, and every pin in it,
+ * away. BPF_F_RDONLY: nobody writes it but the program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_RDONLY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} guard_mnt SEC(".maps");
+
 /* Per hook: [2*hook] operations refused, [2*hook+1] operations of the
  * manager let through (enable checks that the guard recognises it). */
 #define NHOOKS 16
@@ -243,10 +255,32 @@ int BPF_PROG(guard_permission, struct inode *inode, int mask)
 	return dentry_protected(d) ? deny(H_PERMISSION) : 0;
 }
 
+/* Unmounting the tree's mount, or (lazily) any mount above it. Other mounts
+ * of the same bpffs (bind mounts in containers) may go: the tree's mount
+ * keeps the bpffs alive. Before enable has recorded the tree's mount, every
+ * mount of the bpffs is refused. */
 SEC("lsm/sb_umount")
 int BPF_PROG(guard_umount, struct vfsmount *mnt, int flags)
 {
-	return sb_protected(BPF_CORE_READ(mnt, mnt_sb)) ? deny(H_UMOUNT) : 0;
+	__u32 zero = 0;
+	__u64 *rec = bpf_map_lookup_elem(&guard_mnt, &zero);
+	__u64 v = 0;
+
+	if (!rec || !*rec)
+		return sb_protected(BPF_CORE_READ(mnt, mnt_sb)) ? deny(H_UMOUNT) : 0;
+	/* the struct mount around mnt, as a number to compare */
+	bpf_probe_read_kernel(&v, sizeof(v), &ctx[0]);
+	__u64 m = v - bpf_core_field_offset(struct mount, mnt);
+	struct mount *p = (struct mount *)*rec;
+	for (int i = 0; i < 32 && p; i++) {
+		if ((__u64)p == m)
+			return deny(H_UMOUNT);
+		struct mount *up = BPF_CORE_READ(p, mnt_parent);
+		if (up == p)
+			break;
+		p = up;
+	}
+	return 0;
 }
 
 /* Mounting over the tree's bpffs, or over any directory in it, would hide
@@ -360,9 +394,19 @@ static __always_inline bool name_is(struct dentry *d, const char *want, int n)
 SEC("lsm/file_open")
 int BPF_PROG(guard_file_open, struct file *file)
 {
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct inode_key k = {};
+	__u32 zero = 0;
+
+	/* enable opens the protected directory: record through which mount */
+	if (sb_protected(BPF_CORE_READ(inode, i_sb)) && inode_key_of(inode, &k) &&
+	    bpf_map_lookup_elem(&guard_inodes, &k) && is_manager()) {
+		__u64 *rec = bpf_map_lookup_elem(&guard_mnt, &zero);
+		if (rec && !*rec)
+			*rec = (__u64)BPF_CORE_READ(file, f_path.mnt) - bpf_core_field_offset(struct mount, mnt);
+	}
 	if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE))
 		return 0;
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	if (is_exe(inode))
 		return deny(H_FILE_OPEN);
 	if (BPF_CORE_READ(inode, i_sb, s_magic) != PROC_SUPER_MAGIC)

@@ -196,9 +196,14 @@ func Enable(opts Options) (*State, error) {
 		return nil, fmt.Errorf("guard: protect %s: %w", root, err)
 	}
 
-	// The guard is on. Check that it runs and knows this process as the
-	// manager: making its own directory must pass the mkdir hook as the
-	// manager's. If not, closing the unpinned links takes it off again.
+	// The guard is on. Opening the tree shows it the mount the tree is
+	// reached through, which it keeps from being unmounted.
+	if d, err := os.Open(root); err == nil {
+		d.Close()
+	}
+	// Check that it runs and knows this process as the manager: making
+	// its own directory must pass the mkdir hook as the manager's. If not,
+	// closing the unpinned links takes it off again.
 	before := counter(m.GuardCounts, 2*hookMkdir+1)
 	if err := os.Mkdir(pinDir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -217,6 +222,9 @@ func Enable(opts Options) (*State, error) {
 	}()
 	if counter(m.GuardCounts, 2*hookMkdir+1) == before {
 		return nil, fmt.Errorf("%w: its programs attached but never ran (is bpf in the kernel's lsm= list? active: %s)", ErrUnsupported, activeLSMs())
+	}
+	if counter(m.GuardMnt, 0) == 0 {
+		return nil, fmt.Errorf("guard: the guard did not see through which mount %s is reached, so it could not keep it mounted", root)
 	}
 
 	for _, sub := range []string{"links", "maps"} {
@@ -333,7 +341,7 @@ func programs(p *guardPrograms) []prog {
 func mapsByName(m *guardMaps) map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		"guard_inodes": m.GuardInodes, "guard_sbs": m.GuardSbs, "guard_ids": m.GuardIds,
-		"guard_exes": m.GuardExes, "guard_counts": m.GuardCounts,
+		"guard_exes": m.GuardExes, "guard_counts": m.GuardCounts, "guard_mnt": m.GuardMnt,
 	}
 }
 

@@ -28,6 +28,7 @@ const (
 	guardMapGuardExes        = "guard_exes"
 	guardMapGuardIds         = "guard_ids"
 	guardMapGuardInodes      = "guard_inodes"
+	guardMapGuardMnt         = "guard_mnt"
 	guardMapGuardSbs         = "guard_sbs"
 	guardProgGuardBpf        = "guard_bpf"
 	guardProgGuardCreate     = "guard_create"
@@ -117,6 +118,7 @@ type guardMapSpecs struct {
 	GuardExes   *ebpf.MapSpec `ebpf:"guard_exes"`
 	GuardIds    *ebpf.MapSpec `ebpf:"guard_ids"`
 	GuardInodes *ebpf.MapSpec `ebpf:"guard_inodes"`
+	GuardMnt    *ebpf.MapSpec `ebpf:"guard_mnt"`
 	GuardSbs    *ebpf.MapSpec `ebpf:"guard_sbs"`
 }
 
@@ -150,6 +152,7 @@ type guardMaps struct {
 	GuardExes   *ebpf.Map `ebpf:"guard_exes"`
 	GuardIds    *ebpf.Map `ebpf:"guard_ids"`
 	GuardInodes *ebpf.Map `ebpf:"guard_inodes"`
+	GuardMnt    *ebpf.Map `ebpf:"guard_mnt"`
 	GuardSbs    *ebpf.Map `ebpf:"guard_sbs"`
 }
 
@@ -159,6 +162,7 @@ func (m *guardMaps) Close() error {
 		m.GuardExes,
 		m.GuardIds,
 		m.GuardInodes,
+		m.GuardMnt,
 		m.GuardSbs,
 	)
 }

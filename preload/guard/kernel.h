@@ -98,6 +98,12 @@ struct bpf_link {
 	__u32 id;
 } __core;
 
+/* fs/mount.h: a mount, around the vfsmount the hooks get. */
+struct mount {
+	struct mount *mnt_parent;
+	struct vfsmount mnt;
+} __core;
+
 /* Only passed through. */
 struct mnt_idmap;
 struct iattr;

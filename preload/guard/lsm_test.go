@@ -124,6 +124,7 @@ func helper(op string, args []string) error {
 
 type lab struct {
 	t       *testing.T
+	parent  string // a tmpfs the bpffs is mounted on
 	mnt     string // the test's bpffs
 	root    string // the protected tree, mnt/bpfgate
 	scratch string // an unprotected directory on the same bpffs
@@ -135,7 +136,25 @@ type lab struct {
 // and enables the guard on the tree, as this process (the manager).
 func newLab(t *testing.T) *lab {
 	testutil.RequireRoot(t)
-	l := &lab{t: t, mnt: testutil.MountBPFFS(t)}
+	// The bpffs is mounted on a tmpfs of its own, so that the test can try
+	// to unmount the bpffs's parent lazily.
+	parent := testutil.PublicDir(t)
+	if err := unix.Mount("tmpfs", parent, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(parent, unix.MNT_DETACH) })
+	l := &lab{t: t, parent: parent, mnt: filepath.Join(parent, "bpf")}
+	if err := os.Mkdir(l.mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", l.mnt, "bpf", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(l.mnt, unix.MNT_DETACH); err != nil {
+			t.Errorf("cleanup: unmount the bpffs: %v", err)
+		}
+	})
 	l.root = filepath.Join(l.mnt, "bpfgate")
 	l.scratch = filepath.Join(l.mnt, "scratch")
 	l.opts = Options{Root: l.root}
@@ -290,6 +309,7 @@ func TestGuardRefusesRoot(t *testing.T) {
 		{name: "open a preloaded map for writing", argv: []string{"copy", "open-map-rw", l.p("demo/maps/counts")}},
 		{name: "umount", argv: []string{"umount", l.mnt}},
 		{name: "umount -l", argv: []string{"umount", "-l", l.mnt}},
+		{name: "umount -l the bpffs's parent", argv: []string{"umount", "-l", l.parent}},
 		{name: "mount over the tree", argv: []string{"copy", "mount", "tmpfs", l.root}},
 		{name: "mount over the bpffs", argv: []string{"copy", "mount", "tmpfs", l.mnt}},
 		{name: "bind over a directory", argv: []string{"copy", "mount", "bind", l.p("demo/links")}},
@@ -340,6 +360,13 @@ func TestGuardRefusesRoot(t *testing.T) {
 			t.Errorf("no refusal counted for %s: %v", h, st.Refused)
 		}
 	}
+
+	// Another mount of the same bpffs (a container's bind mount) may come
+	// and go: the tree's own mount keeps the bpffs alive.
+	other := filepath.Join(l.parent, "other")
+	l.allowed("mkdir", other)
+	l.allowed("mount", "--bind", l.mnt, other)
+	l.allowed("umount", other)
 
 	// Unprotected paths of the same bpffs are not affected.
 	l.allowed("rm", l.scratch+"/other")
