@@ -13,8 +13,9 @@
 //     anything in it;
 //   - opening a pin in the tree for writing (map updates, link detach by
 //     pin);
-//   - unmounting the tree's bpffs (also lazily), and mounting anything over
-//     it or over any of its directories (mount(2), move_mount(2));
+//   - unmounting the mount the tree is reached through, or (lazily) any
+//     mount above it, and mounting anything over the tree's bpffs or over
+//     any of its directories (mount(2), move_mount(2));
 //   - writes to the guard's maps, BPF_LINK_DETACH and BPF_LINK_UPDATE of
 //     its links, and programs that would attach to its programs, by id or
 //     fd;
