@@ -23,8 +23,9 @@
 //     trampolines every BPF LSM program runs from;
 //   - opening the manager's executable for writing or changing its
 //     attributes, tracing a manager process (ptrace, /proc/PID/mem,
-//     process_vm_writev, pidfd_getfd), and exec of the manager by a traced
-//     process.
+//     process_vm_writev, pidfd_getfd), exec of the manager by a traced
+//     process, and pointing another process's executable link at the
+//     manager's file (prctl PR_SET_MM_EXE_FILE).
 //
 // The tree is known by its directory's inode and its bpffs superblock's
 // device, never by a path, so a rename or a bind mount cannot move it out

@@ -91,7 +91,7 @@ struct {
 
 /* Per hook: [2*hook] operations refused, [2*hook+1] operations of the
  * manager let through (enable checks that the guard recognises it). */
-#define NHOOKS 16
+#define NHOOKS 17
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * NHOOKS);
@@ -116,6 +116,7 @@ enum hook {
 	H_FILE_OPEN,
 	H_PTRACE,
 	H_EXEC,
+	H_PRCTL,
 };
 
 static __always_inline void count(__u32 i)
@@ -439,4 +440,50 @@ int BPF_PROG(guard_exec, struct linux_binprm *bprm)
 	if (BPF_CORE_READ(t, ptrace) && is_exe(BPF_CORE_READ(bprm, file, f_inode)))
 		return deny(H_EXEC);
 	return 0;
+}
+
+#define ENOSYS 38
+#define PR_SET_MM 35
+#define PR_SET_MM_EXE_FILE 13
+#define PR_SET_MM_MAP 14
+/* offsetof(struct prctl_mm_map, exe_fd) */
+#define PRCTL_MM_MAP_EXE_FD 100
+
+/* The file behind the calling task's file descriptor. */
+static __always_inline struct file *file_of_fd(int fd)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	struct file **arr;
+	struct file *f = 0;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	arr = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &arr[fd]);
+	return f;
+}
+
+/* prctl(PR_SET_MM, PR_SET_MM_EXE_FILE or PR_SET_MM_MAP) would make the
+ * caller's executable link the manager's file. task_prctl is a hook whose
+ * "not mine" answer is -ENOSYS: 0 would end every prctl(2) unperformed. */
+SEC("lsm/task_prctl")
+int BPF_PROG(guard_prctl, int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+	     unsigned long arg5)
+{
+	__u32 fd = (__u32)arg3;
+
+	if (option != PR_SET_MM || (arg2 != PR_SET_MM_EXE_FILE && arg2 != PR_SET_MM_MAP))
+		return -ENOSYS;
+	if (arg2 == PR_SET_MM_MAP) {
+		/* unreadable: refuse rather than guess */
+		if (bpf_probe_read_user(&fd, sizeof(fd), (void *)arg3 + PRCTL_MM_MAP_EXE_FD))
+			return deny(H_PRCTL) ? -EPERM : -ENOSYS;
+		if (fd == (__u32)-1)
+			return -ENOSYS;
+	}
+	struct file *f = file_of_fd((int)fd);
+	if (f && is_exe(BPF_CORE_READ(f, f_inode)) && deny(H_PRCTL))
+		return -EPERM;
+	return -ENOSYS;
 }

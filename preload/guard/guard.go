@@ -59,7 +59,7 @@ func (o Options) root() (string, error) {
 // in guard.bpf.c.
 var hooks = []string{
 	"unlink", "rmdir", "rename", "create", "mkdir", "symlink", "link", "setattr",
-	"permission", "umount", "mount", "move_mount", "bpf", "file_open", "ptrace", "exec",
+	"permission", "umount", "mount", "move_mount", "bpf", "file_open", "ptrace", "exec", "prctl",
 }
 
 const hookMkdir = 4
@@ -334,6 +334,7 @@ func programs(p *guardPrograms) []prog {
 		{"ptrace_access_check", "guard_ptrace", p.GuardPtrace},
 		{"ptrace_traceme", "guard_traceme", p.GuardTraceme},
 		{"bprm_check_security", "guard_exec", p.GuardExec},
+		{"task_prctl", "guard_prctl", p.GuardPrctl},
 	}
 	return ps
 }

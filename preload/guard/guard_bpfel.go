@@ -39,6 +39,7 @@ const (
 	guardProgGuardMount      = "guard_mount"
 	guardProgGuardMoveMount  = "guard_move_mount"
 	guardProgGuardPermission = "guard_permission"
+	guardProgGuardPrctl      = "guard_prctl"
 	guardProgGuardPtrace     = "guard_ptrace"
 	guardProgGuardRename     = "guard_rename"
 	guardProgGuardRmdir      = "guard_rmdir"
@@ -100,6 +101,7 @@ type guardProgramSpecs struct {
 	GuardMount      *ebpf.ProgramSpec `ebpf:"guard_mount"`
 	GuardMoveMount  *ebpf.ProgramSpec `ebpf:"guard_move_mount"`
 	GuardPermission *ebpf.ProgramSpec `ebpf:"guard_permission"`
+	GuardPrctl      *ebpf.ProgramSpec `ebpf:"guard_prctl"`
 	GuardPtrace     *ebpf.ProgramSpec `ebpf:"guard_ptrace"`
 	GuardRename     *ebpf.ProgramSpec `ebpf:"guard_rename"`
 	GuardRmdir      *ebpf.ProgramSpec `ebpf:"guard_rmdir"`
@@ -186,6 +188,7 @@ type guardPrograms struct {
 	GuardMount      *ebpf.Program `ebpf:"guard_mount"`
 	GuardMoveMount  *ebpf.Program `ebpf:"guard_move_mount"`
 	GuardPermission *ebpf.Program `ebpf:"guard_permission"`
+	GuardPrctl      *ebpf.Program `ebpf:"guard_prctl"`
 	GuardPtrace     *ebpf.Program `ebpf:"guard_ptrace"`
 	GuardRename     *ebpf.Program `ebpf:"guard_rename"`
 	GuardRmdir      *ebpf.Program `ebpf:"guard_rmdir"`
@@ -207,6 +210,7 @@ func (p *guardPrograms) Close() error {
 		p.GuardMount,
 		p.GuardMoveMount,
 		p.GuardPermission,
+		p.GuardPrctl,
 		p.GuardPtrace,
 		p.GuardRename,
 		p.GuardRmdir,

@@ -5,8 +5,13 @@
 // are built only with -tags bpflsm, which the kernel matrix (test/kernels)
 // sets in its Debian 6.12 VM. There a refusal is a failure, never a skip:
 //
-//	go test -c -tags bpflsm -o guard.test ./preload/guard
-//	./guard.test -test.v -test.run 'TestGuard|TestEnable'   # as root, in the VM
+//	CGO_ENABLED=0 go test -c -tags bpflsm -o guard.test ./preload/guard
+//	CI=true ./guard.test -test.v      # as root, in the VM
+//
+// The VM needs /proc, /sys (with /sys/kernel/btf/vmlinux) and /sys/fs/bpf
+// mounted, a writable /tmp (the tests copy the binary there: a copy is not
+// the manager), and busybox's rm, mv, rmdir, mkdir, ln, chmod, mount,
+// umount and sysctl in PATH.
 package guard
 
 import (
@@ -20,6 +25,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -107,6 +113,25 @@ func helper(op string, args []string) error {
 			return unix.Mount("/", args[1], "", unix.MS_BIND, "")
 		}
 		return unix.Mount("none", args[1], args[0], 0, "")
+	case "set-exe": // make args[0] this process's executable link
+		f, err := os.Open(args[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return unix.Prctl(unix.PR_SET_MM, unix.PR_SET_MM_EXE_FILE, f.Fd(), 0, 0)
+	case "set-name": // other prctls still work
+		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("guardtest\x00")[0])), 0, 0, 0); err != nil {
+			return err
+		}
+		comm, err := os.ReadFile("/proc/self/comm")
+		if err != nil {
+			return err
+		}
+		if string(comm) != "guardtest\n" {
+			return fmt.Errorf("prctl(PR_SET_NAME) returned 0 but comm is %q", comm)
+		}
+		return nil
 	case "disable":
 		return Disable(Options{Root: args[0]})
 	case "exec-traced": // run args[0] traced
@@ -325,6 +350,8 @@ func TestGuardRefusesRoot(t *testing.T) {
 		// ptrace_may_access fails, and proc turns that into EACCES
 		{name: "write the manager's memory", argv: []string{"copy", "mem", self}, want: "permission denied"},
 		{name: "exec the manager traced", argv: []string{"copy", "exec-traced", exe}},
+		// without the guard: EBUSY, the copy's own file is still mapped
+		{name: "prctl PR_SET_MM_EXE_FILE to the manager", argv: []string{"copy", "set-exe", exe}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -355,11 +382,14 @@ func TestGuardRefusesRoot(t *testing.T) {
 	// Removing and creating in the tree are refused first by
 	// inode_permission (MAY_WRITE on the directory), before the unlink,
 	// rmdir, mkdir and create hooks.
-	for _, h := range []string{"rename", "setattr", "permission", "umount", "mount", "bpf", "file_open", "ptrace", "exec"} {
+	for _, h := range []string{"rename", "setattr", "permission", "umount", "mount", "bpf", "file_open", "ptrace", "exec", "prctl"} {
 		if st.Refused[h] == 0 {
 			t.Errorf("no refusal counted for %s: %v", h, st.Refused)
 		}
 	}
+
+	// Other prctl(2) calls still do what they say.
+	l.allowed("copy", "set-name")
 
 	// Another mount of the same bpffs (a container's bind mount) may come
 	// and go: the tree's own mount keeps the bpffs alive.
