@@ -26,6 +26,11 @@ const DefaultRoot = "/sys/fs/bpf/bpfgate"
 // name has a character manifest names may not, so it cannot collide.
 const stagingDir = "@staging"
 
+// reserved says whether a name below the root is bpfgate's own rather than
+// an object's: @staging, and @guard where preload/guard pins itself. No
+// manifest name has an @.
+func reserved(name string) bool { return strings.HasPrefix(name, "@") }
+
 // digestLink is the symlink in each tree that records what it was built from.
 const digestLink = "digest"
 
@@ -616,7 +621,7 @@ func prune(root *pins.Dir, ms []*Manifest) ([]Result, error) {
 		return out, err
 	}
 	for _, n := range names {
-		if n == stagingDir || named[n] {
+		if reserved(n) || named[n] {
 			continue
 		}
 		start := time.Now()

@@ -68,7 +68,7 @@ func Status(ms []*Manifest, opts Options) ([]State, error) {
 		return nil, err
 	}
 	for _, n := range names {
-		if n == stagingDir || named[n] {
+		if reserved(n) || named[n] {
 			continue
 		}
 		st := State{Name: n, State: StateNoManifest, Why: "bpfgate preload apply --prune or remove " + n + " removes it"}

@@ -103,6 +103,26 @@ func TestEveryReportingCommandPrintsJSON(t *testing.T) {
 		}
 		covered[cmd.CommandPath()] = true
 	}
+	// preload guard: status exits 1 when the guard is off, and enable and
+	// disable fail where the kernel refuses BPF LSM programs (here); each
+	// prints one JSON document all the same. On a kernel that runs the
+	// guard, enable turns it on and disable off again.
+	for _, args := range [][]string{{"status"}, {"enable"}, {"status"}, {"disable"}} {
+		args = append([]string{"--json", "preload", "guard"}, append(args, "--root", root)...)
+		r := bpfgate(t, args...)
+		var v any
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || strings.Count(r.stdout, "\n") != 1 {
+			t.Errorf("%q: exit %d, not one line of JSON: %v: %q", args, r.code, err, r.stdout)
+		}
+		if _, isArray := v.([]any); isArray {
+			t.Errorf("%q: an array: %q", args, r.stdout)
+		}
+		cmd, _, err := newRoot(&globals{}).Find(args[1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		covered[cmd.CommandPath()] = true
+	}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		if c.Runnable() && !covered[c.CommandPath()] && !nonReporting[c.CommandPath()] {

@@ -183,7 +183,7 @@ anything. The exit status says whether an apply would change something:
 			return nil
 		},
 	}
-	cmd.AddCommand(apply, check, status, remove)
+	cmd.AddCommand(apply, check, status, remove, newPreloadGuardCmd(g, &root))
 	return cmd
 }
 

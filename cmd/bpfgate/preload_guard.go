@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bpfgate/bpfgate/preload/guard"
+)
+
+// newPreloadGuardCmd is bpfgate preload guard: the BPF LSM that keeps
+// everyone but bpfgate preload from changing the tree below --root.
+func newPreloadGuardCmd(g *globals, root *string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "guard",
+		Short: "Protect the preload tree from everyone but bpfgate preload, even root",
+		Long: `Protect the pinned tree below --root (the objects preload manages, and the
+guard's own links and maps in --root/@guard) with BPF LSM programs: unlink,
+rename, rmdir, mkdir, pinning, chmod, umount, mounting over it, opening pins
+for writing, detaching or updating the guard's links, writing its maps and
+switching ftrace off are refused with EPERM to every process but this
+bpfgate executable. Needs a kernel with CONFIG_BPF_LSM and bpf in lsm=.
+docs/preload.md says what the guard cannot stop.`,
+	}
+	opts := func() guard.Options { return guard.Options{Root: *root} }
+
+	enable := &cobra.Command{
+		Use:   "enable",
+		Short: "Load the guard and pin it below --root; this executable becomes its manager",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := guard.Enable(opts())
+			if err != nil {
+				return err
+			}
+			if g.jsonOut() {
+				return g.printJSON(st)
+			}
+			printGuard(st)
+			return nil
+		},
+	}
+	disable := &cobra.Command{
+		Use:   "disable",
+		Short: "Unpin the guard (only its manager, this bpfgate executable, may)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := guard.Disable(opts()); err != nil {
+				return err
+			}
+			if g.jsonOut() {
+				return g.printNull()
+			}
+			fmt.Println("guard disabled")
+			return nil
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Say whether the guard is on, what it protects, and why not",
+		Long: `Say whether the guard is on, what it protects and who manages it, or why it is
+not on. The exit status is 0 when it is on, 1 when it is not, 2 when status
+could not tell.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := guard.Status(opts())
+			if err != nil {
+				return statusError(err)
+			}
+			if g.jsonOut() {
+				if err := g.printJSON(st); err != nil {
+					return statusError(err)
+				}
+			} else {
+				printGuard(st)
+			}
+			if !st.Enabled {
+				return exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(enable, disable, status)
+	return cmd
+}
+
+func printGuard(st *guard.State) {
+	if !st.Enabled {
+		fmt.Printf("guard: off for %s: %s\n", st.Root, st.Why)
+		return
+	}
+	fmt.Printf("guard: on, protecting %s (bpffs %s, inode %d) and its own pins in %s\n", st.Root, st.Dev, st.Inode, st.Pins)
+	fmt.Printf("manager: %s (device %s, inode %d)\n", st.Manager, st.ManagerDev, st.ManagerInode)
+	hooks := make([]string, 0, len(st.Links))
+	for _, l := range st.Links {
+		hooks = append(hooks, fmt.Sprintf("%s (link %d)", l.Hook, l.ID))
+	}
+	fmt.Printf("hooks: %s\n", strings.Join(hooks, ", "))
+	if len(st.Refused) > 0 {
+		names := make([]string, 0, len(st.Refused))
+		for h := range st.Refused {
+			names = append(names, h)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, h := range names {
+			parts = append(parts, fmt.Sprintf("%s %d", h, st.Refused[h]))
+		}
+		fmt.Printf("refused: %s\n", strings.Join(parts, ", "))
+	}
+}

@@ -1,0 +1,520 @@
+//go:build bpflsm
+
+// These tests need a kernel that runs BPF LSM programs (CONFIG_BPF_LSM, bpf
+// in lsm=, trampolines allowed), which this project's hosts are not: they
+// are built only with -tags bpflsm, which the kernel matrix (test/kernels)
+// sets in its Debian 6.12 VM. There a refusal is a failure, never a skip:
+//
+//	CGO_ENABLED=0 go test -c -tags bpflsm -o guard.test ./preload/guard
+//	CI=true ./guard.test -test.v      # as root, in the VM
+//
+// The VM needs /proc, /sys (with /sys/kernel/btf/vmlinux) and /sys/fs/bpf
+// mounted, a writable /tmp (the tests copy the binary there: a copy is not
+// the manager), and busybox's rm, mv, rmdir, mkdir, ln, chmod, mount,
+// umount and sysctl in PATH.
+package guard
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/internal/testutil"
+	"github.com/bpfgate/bpfgate/preload"
+)
+
+// TestMain lets a copy of the test binary act as root that is not the
+// manager (a copy is another inode): GUARD_TEST_OP names what it tries.
+func TestMain(m *testing.M) {
+	if op := os.Getenv("GUARD_TEST_OP"); op != "" {
+		var args []string
+		if a := os.Getenv("GUARD_TEST_ARGS"); a != "" {
+			args = strings.Split(a, "\n")
+		}
+		if err := helper(op, args); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", op, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// helper performs one operation as a process that is not the manager.
+func helper(op string, args []string) error {
+	switch op {
+	case "pin": // pin the map pinned at args[0] again at args[1]
+		m, err := ebpf.LoadPinnedMap(args[0], &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		return m.Pin(args[1])
+	case "open-map-rw": // open a map pin for writing
+		m, err := ebpf.LoadPinnedMap(args[0], nil)
+		if err == nil {
+			m.Close()
+		}
+		return err
+	case "open-link": // link pins open only read-write
+		l, err := link.LoadPinnedLink(args[0], nil)
+		if err == nil {
+			l.Close()
+		}
+		return err
+	case "detach-id":
+		id, _ := strconv.Atoi(args[0])
+		l, err := link.NewFromID(link.ID(id))
+		if err != nil {
+			return fmt.Errorf("get link %d: %w", id, err)
+		}
+		defer l.Close()
+		return l.Detach()
+	case "update-map-id": // put a zero key into the map by id
+		id, _ := strconv.Atoi(args[0])
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			return fmt.Errorf("get map %d: %w", id, err)
+		}
+		defer m.Close()
+		info, err := m.Info()
+		if err != nil {
+			return err
+		}
+		return m.Put(make([]byte, info.KeySize), make([]byte, info.ValueSize))
+	case "write": // open a file for writing and write args[1]
+		return os.WriteFile(args[0], []byte(args[1]), 0)
+	case "ptrace": // attach to pid args[0]
+		pid, _ := strconv.Atoi(args[0])
+		err := unix.PtraceSeize(pid)
+		if err == nil {
+			unix.PtraceDetach(pid)
+		}
+		return err
+	case "mem": // open /proc/PID/mem of pid args[0] for writing
+		f, err := os.OpenFile("/proc/"+args[0]+"/mem", os.O_RDWR, 0)
+		if err == nil {
+			f.Close()
+		}
+		return err
+	case "mount": // mount args[0] (a type, or "bind" of /) on args[1]
+		if args[0] == "bind" {
+			return unix.Mount("/", args[1], "", unix.MS_BIND, "")
+		}
+		return unix.Mount("none", args[1], args[0], 0, "")
+	case "set-exe": // make args[0] this process's executable link
+		f, err := os.Open(args[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return unix.Prctl(unix.PR_SET_MM, unix.PR_SET_MM_EXE_FILE, f.Fd(), 0, 0)
+	case "set-name": // other prctls still work
+		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("guardtest\x00")[0])), 0, 0, 0); err != nil {
+			return err
+		}
+		comm, err := os.ReadFile("/proc/self/comm")
+		if err != nil {
+			return err
+		}
+		if string(comm) != "guardtest\n" {
+			return fmt.Errorf("prctl(PR_SET_NAME) returned 0 but comm is %q", comm)
+		}
+		return nil
+	case "disable":
+		return Disable(Options{Root: args[0]})
+	case "exec-traced": // run args[0] traced
+		cmd := exec.Command(args[0], "-test.run=^$")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil
+	}
+	return fmt.Errorf("unknown op %q", op)
+}
+
+type lab struct {
+	t       *testing.T
+	parent  string // a tmpfs the bpffs is mounted on
+	mnt     string // the test's bpffs
+	root    string // the protected tree, mnt/bpfgate
+	scratch string // an unprotected directory on the same bpffs
+	copy    string // a copy of this test binary: root, but not the manager
+	opts    Options
+}
+
+// newLab mounts a bpffs with a preload-like tree and a scratch directory,
+// and enables the guard on the tree, as this process (the manager).
+func newLab(t *testing.T) *lab {
+	testutil.RequireRoot(t)
+	// The bpffs is mounted on a tmpfs of its own, so that the test can try
+	// to unmount the bpffs's parent lazily.
+	parent := testutil.PublicDir(t)
+	if err := unix.Mount("tmpfs", parent, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(parent, unix.MNT_DETACH) })
+	l := &lab{t: t, parent: parent, mnt: filepath.Join(parent, "bpf")}
+	if err := os.Mkdir(l.mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", l.mnt, "bpf", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(l.mnt, unix.MNT_DETACH); err != nil {
+			t.Errorf("cleanup: unmount the bpffs: %v", err)
+		}
+	})
+	l.root = filepath.Join(l.mnt, "bpfgate")
+	l.scratch = filepath.Join(l.mnt, "scratch")
+	l.opts = Options{Root: l.root}
+	for _, d := range []string{"demo/maps", "demo/links", "../scratch"} {
+		if err := os.MkdirAll(filepath.Join(l.root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.newMap("demo/maps/counts")
+	l.newMap("../scratch/other")
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.copy = filepath.Join(t.TempDir(), "copy-of-the-manager")
+	src, err := os.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := os.OpenFile(l.copy, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	dst.Close()
+
+	st, err := Enable(l.opts)
+	if err != nil {
+		t.Fatalf("Enable on a kernel that should run BPF LSM programs (%s): %v", kernelRelease(), err)
+	}
+	t.Cleanup(func() {
+		if _, err := os.Lstat(filepath.Join(l.root, Dir)); err == nil {
+			if err := Disable(l.opts); err != nil {
+				t.Errorf("cleanup: Disable: %v", err)
+			}
+		}
+	})
+	if !st.Enabled || len(st.Links) != len(programs(&guardPrograms{})) {
+		t.Fatalf("after Enable, Status says: %+v", st)
+	}
+	return l
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	unix.Uname(&u)
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func (l *lab) newMap(rel string) {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 4})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Pin(filepath.Join(l.root, rel)); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// refused runs argv (a tool, or "copy" for the copy of this binary with
+// GUARD_TEST_OP=argv[1]) and wants it to fail with the error want.
+func (l *lab) refused(want string, argv ...string) {
+	l.t.Helper()
+	out, err := l.run(argv...)
+	if err == nil {
+		l.t.Errorf("%q as root (not the manager) succeeded: %s", argv, out)
+		return
+	}
+	if !strings.Contains(strings.ToLower(out), want) {
+		l.t.Errorf("%q failed, but not with %q: %v: %s", argv, want, err, out)
+	}
+}
+
+func (l *lab) allowed(argv ...string) {
+	l.t.Helper()
+	if out, err := l.run(argv...); err != nil {
+		l.t.Errorf("%q: %v: %s", argv, err, out)
+	}
+}
+
+func (l *lab) run(argv ...string) (string, error) {
+	var cmd *exec.Cmd
+	if argv[0] == "copy" {
+		cmd = exec.Command(l.copy)
+		cmd.Env = append(os.Environ(), "GUARD_TEST_OP="+argv[1], "GUARD_TEST_ARGS="+strings.Join(argv[2:], "\n"))
+	} else {
+		cmd = exec.Command(argv[0], argv[1:]...)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (l *lab) exists(rel string) {
+	l.t.Helper()
+	if _, err := os.Lstat(filepath.Join(l.root, rel)); err != nil {
+		l.t.Errorf("%s is gone: %v", rel, err)
+	}
+}
+
+func (l *lab) p(rel string) string { return filepath.Join(l.root, rel) }
+
+// guardIDs finds the ids of one of the guard's links and maps.
+func (l *lab) guardIDs() (linkID, exesID uint32) {
+	st, err := Status(l.opts)
+	if err != nil || len(st.Links) == 0 {
+		l.t.Fatalf("Status: %+v %v", st, err)
+	}
+	m, err := ebpf.LoadPinnedMap(l.p(Dir+"/maps/guard_exes"), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return st.Links[0].ID, uint32(id)
+}
+
+// TestGuardRefusesRoot: every way root (a process that is not the manager)
+// could change the tree, the guard or switch it off returns EPERM, and the
+// tree is as it was.
+func TestGuardRefusesRoot(t *testing.T) {
+	l := newLab(t)
+	linkID, exesID := l.guardIDs()
+	exe, _ := os.Executable()
+	self := strconv.Itoa(os.Getpid())
+	ftraceBefore, _ := os.ReadFile("/proc/sys/kernel/ftrace_enabled")
+
+	tests := []struct {
+		name string
+		argv []string
+		want string // the error, if not EPERM
+	}{
+		{name: "rm a pin", argv: []string{"rm", l.p("demo/maps/counts")}},
+		{name: "mv a pin out", argv: []string{"mv", l.p("demo/maps/counts"), l.scratch + "/stolen"}},
+		{name: "mv a pin in", argv: []string{"mv", l.scratch + "/other", l.p("demo/maps/intruder")}},
+		{name: "mv the tree", argv: []string{"mv", l.root, l.mnt + "/elsewhere"}},
+		{name: "rm -rf the tree", argv: []string{"rm", "-rf", l.root}},
+		{name: "rmdir", argv: []string{"rmdir", l.p("demo/links")}},
+		{name: "mkdir", argv: []string{"mkdir", l.p("demo/intruder")}},
+		{name: "symlink", argv: []string{"ln", "-s", "/", l.p("demo/intruder")}},
+		{name: "pin into the tree", argv: []string{"copy", "pin", l.scratch + "/other", l.p("demo/maps/intruder")}},
+		{name: "chmod", argv: []string{"chmod", "777", l.p("demo/maps/counts")}},
+		{name: "chmod the root", argv: []string{"chmod", "777", l.root}},
+		{name: "open a preloaded map for writing", argv: []string{"copy", "open-map-rw", l.p("demo/maps/counts")}},
+		{name: "umount", argv: []string{"umount", l.mnt}},
+		{name: "umount -l", argv: []string{"umount", "-l", l.mnt}},
+		{name: "umount -l the bpffs's parent", argv: []string{"umount", "-l", l.parent}},
+		{name: "mount over the tree", argv: []string{"copy", "mount", "tmpfs", l.root}},
+		{name: "mount over the bpffs", argv: []string{"copy", "mount", "tmpfs", l.mnt}},
+		{name: "bind over a directory", argv: []string{"copy", "mount", "bind", l.p("demo/links")}},
+		{name: "open a guard link pin (detach pinned)", argv: []string{"copy", "open-link", l.p(Dir + "/links/inode_unlink")}},
+		{name: "detach a guard link by id", argv: []string{"copy", "detach-id", strconv.Itoa(int(linkID))}},
+		{name: "update a guard map by id", argv: []string{"copy", "update-map-id", strconv.Itoa(int(exesID))}},
+		{name: "open a guard map pin for writing", argv: []string{"copy", "open-map-rw", l.p(Dir + "/maps/guard_exes")}},
+		{name: "rm the guard's pins", argv: []string{"rm", "-rf", l.p(Dir)}},
+		{name: "sysctl kernel.ftrace_enabled=0", argv: []string{"sysctl", "-w", "kernel.ftrace_enabled=0"}},
+		{name: "write ftrace_enabled", argv: []string{"copy", "write", "/proc/sys/kernel/ftrace_enabled", "0\n"}},
+		{name: "chmod the manager's executable", argv: []string{"chmod", "700", exe}},
+		{name: "ptrace the manager", argv: []string{"copy", "ptrace", self}},
+		// ptrace_may_access fails, and proc turns that into EACCES
+		{name: "write the manager's memory", argv: []string{"copy", "mem", self}, want: "permission denied"},
+		{name: "exec the manager traced", argv: []string{"copy", "exec-traced", exe}},
+		// without the guard: EBUSY, the copy's own file is still mapped
+		{name: "prctl PR_SET_MM_EXE_FILE to the manager", argv: []string{"copy", "set-exe", exe}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l.t = t
+			want := tt.want
+			if want == "" {
+				want = "operation not permitted"
+			}
+			l.refused(want, tt.argv...)
+		})
+	}
+	l.t = t
+	for _, rel := range []string{"demo/maps/counts", "demo/links", Dir + "/links/inode_unlink", Dir + "/maps/guard_exes"} {
+		l.exists(rel)
+	}
+	for _, rel := range []string{"demo/maps/intruder", "demo/intruder"} {
+		if _, err := os.Lstat(l.p(rel)); err == nil {
+			t.Errorf("%s was made", rel)
+		}
+	}
+	if now, _ := os.ReadFile("/proc/sys/kernel/ftrace_enabled"); string(now) != string(ftraceBefore) {
+		t.Errorf("ftrace_enabled was %q, now %q", ftraceBefore, now)
+	}
+	st, err := Status(l.opts)
+	if err != nil || !st.Enabled {
+		t.Fatalf("after the attempts, Status: %+v %v", st, err)
+	}
+	// Removing and creating in the tree are refused first by
+	// inode_permission (MAY_WRITE on the directory), before the unlink,
+	// rmdir, mkdir and create hooks.
+	for _, h := range []string{"rename", "setattr", "permission", "umount", "mount", "bpf", "file_open", "ptrace", "exec", "prctl"} {
+		if st.Refused[h] == 0 {
+			t.Errorf("no refusal counted for %s: %v", h, st.Refused)
+		}
+	}
+
+	// Other prctl(2) calls still do what they say.
+	l.allowed("copy", "set-name")
+
+	// Another mount of the same bpffs (a container's bind mount) may come
+	// and go: the tree's own mount keeps the bpffs alive.
+	other := filepath.Join(l.parent, "other")
+	l.allowed("mkdir", other)
+	l.allowed("mount", "--bind", l.mnt, other)
+	l.allowed("umount", other)
+
+	// Unprotected paths of the same bpffs are not affected.
+	l.allowed("rm", l.scratch+"/other")
+	l.allowed("mkdir", l.scratch+"/d")
+	l.allowed("rmdir", l.scratch+"/d")
+}
+
+// TestGuardManager: the manager still changes the tree: preload applies
+// and removes objects, and plain pins, renames and removals work.
+func TestGuardManager(t *testing.T) {
+	l := newLab(t)
+	dir := t.TempDir()
+	// The guard's own object serves as a preloaded object: its programs
+	// attach with empty maps, so this second copy refuses nothing.
+	if err := os.WriteFile(filepath.Join(dir, "guard.o"), _GuardBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifest := "object: guard.o\nprograms:\n  - name: guard_mkdir\n    attach: lsm\nmaps:\n  - name: guard_counts\n    keep: true\n"
+	if err := os.WriteFile(filepath.Join(dir, "extra.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := preload.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	popts := preload.Options{Root: l.root}
+	if rs, err := preload.Apply(ms, popts); err != nil {
+		t.Fatalf("preload apply by the manager: %v %+v", err, rs)
+	}
+	l.exists("extra/links/guard_mkdir")
+	// An upgrade: a changed manifest is built in @staging and swapped in.
+	if err := os.WriteFile(filepath.Join(dir, "extra.yaml"), []byte(manifest+"order: 7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err = preload.ReadDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := preload.Apply(ms, popts)
+	if err != nil || len(rs) != 1 || rs[0].Action != preload.Replaced {
+		t.Fatalf("preload upgrade by the manager: %v %+v", err, rs)
+	}
+	states, err := preload.Status(ms, popts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range states {
+		switch {
+		case s.Name == "extra" && s.State != preload.StateApplied, strings.HasPrefix(s.Name, "@"):
+			t.Errorf("preload status with the guard on: %+v", s)
+		}
+	}
+	if err := preload.Remove("extra", popts); err != nil {
+		t.Fatalf("preload remove by the manager: %v", err)
+	}
+	if _, err := os.Lstat(l.p("extra")); err == nil {
+		t.Error("preload remove left the tree")
+	}
+	if err := os.Rename(l.p("demo/maps/counts"), l.p("demo/maps/renamed")); err != nil {
+		t.Errorf("rename by the manager: %v", err)
+	}
+	if err := os.Remove(l.p("demo/maps/renamed")); err != nil {
+		t.Errorf("unlink by the manager: %v", err)
+	}
+	if err := os.Remove(l.p("demo/links")); err != nil {
+		t.Errorf("rmdir by the manager: %v", err)
+	}
+}
+
+// TestGuardDisable: a process that is not the manager cannot disable the
+// guard; the manager can, and then root may do everything again.
+func TestGuardDisable(t *testing.T) {
+	l := newLab(t)
+	st, err := Status(l.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	if st.Manager != exe || st.ManagerInode == 0 || st.Dev == "" || st.Inode == 0 {
+		t.Errorf("Status does not say what is protected and by whom: %+v", st)
+	}
+	var ids []link.ID
+	for _, ls := range st.Links {
+		ids = append(ids, link.ID(ls.ID))
+	}
+
+	if err := Disable(l.opts); err != nil {
+		t.Fatalf("Disable by the manager: %v", err)
+	}
+	for _, id := range ids {
+		if ln, err := link.NewFromID(id); err == nil {
+			ln.Close()
+			t.Errorf("link %d still exists after Disable", id)
+		}
+	}
+	st, err = Status(l.opts)
+	if err != nil || st.Enabled || !strings.Contains(st.Why, "not enabled") {
+		t.Errorf("Status after Disable: %+v %v", st, err)
+	}
+	l.allowed("chmod", "700", l.p("demo/maps/counts"))
+	l.allowed("copy", "open-map-rw", l.p("demo/maps/counts"))
+	l.allowed("mv", l.p("demo/maps/counts"), l.scratch+"/moved")
+	l.allowed("mkdir", l.p("demo/new"))
+	l.allowed("rm", "-rf", l.root)
+	l.allowed("copy", "write", "/proc/sys/kernel/ftrace_enabled", "1\n")
+}
+
+// TestGuardDisableRefusedToRoot: Disable from another executable (a copy)
+// is refused with ErrNotManager, and the guard stays.
+func TestGuardDisableRefusedToRoot(t *testing.T) {
+	l := newLab(t)
+	out, err := l.run("copy", "disable", l.root)
+	if err == nil || !strings.Contains(out, ErrNotManager.Error()) {
+		t.Errorf("disable by a copy of the manager: %v: %s", err, out)
+	}
+	if st, err := Status(l.opts); err != nil || !st.Enabled {
+		t.Errorf("after a refused disable: %+v %v", st, err)
+	}
+	if _, err := Enable(l.opts); !errors.Is(err, ErrEnabled) {
+		t.Errorf("a second Enable: %v, want ErrEnabled", err)
+	}
+}
