@@ -19,17 +19,29 @@ import (
 // program's path: its test binary (go test -c) when test is set.
 func Build(tb testing.TB, pkg string, test bool) string {
 	tb.Helper()
+	return BuildWith(tb, pkg, test, "")
+}
+
+// BuildWith is Build with build tags (comma-separated, "" for none) and
+// environment settings (e.g. "CGO_ENABLED=0") for the go command.
+func BuildWith(tb testing.TB, pkg string, test bool, tags string, env ...string) string {
+	tb.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	out := filepath.Join(tb.TempDir(), path.Base(pkg))
-	args := []string{"build", "-o", out, pkg}
+	args := []string{"build", "-o", out}
 	if test {
 		out += ".test"
-		args = []string{"test", "-c", "-o", out, pkg}
+		args = []string{"test", "-c", "-o", out}
 	}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	args = append(args, pkg)
 	cmd := exec.Command(goTool, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Dir = testutil.RepoRoot(tb)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, b)

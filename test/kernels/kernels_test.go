@@ -250,3 +250,47 @@ func splitRuns(out string) map[string]string {
 	}
 	return runs
 }
+
+// guardTests are the BPF LSM guard's tests that need a kernel running BPF
+// LSM programs (preload/guard, -tags bpflsm), which the host refuses.
+var guardTests = []string{"TestGuardRefusesRoot", "TestGuardManager", "TestGuardDisable", "TestGuardDisableRefusedToRoot"}
+
+// TestGuard runs the guard's tests (built with -tags bpflsm), and bpfgate's
+// guard command's, on 6.12 with lockdown=integrity (as a locked-down host
+// runs): each operation it refuses fails with EPERM for root, the manager
+// still applies and removes, and disable restores normal behaviour.
+func TestGuard(t *testing.T) {
+	requireRoot(t)
+	k := vmtest.Kernel(t, "6.12")
+	for _, tc := range []struct {
+		pkg, tags string
+		args      []string
+		want      []string // tests that must pass
+	}{
+		{"./preload/guard", "bpflsm", nil, append([]string{"TestEnableRefusedLeavesNothing", "TestStatusAndDisableWhenOff"}, guardTests...)},
+		{"./cmd/bpfgate", "", []string{"-test.run", "^TestPreloadGuardCLI$"}, []string{"TestPreloadGuardCLI"}},
+	} {
+		t.Run(strings.TrimPrefix(tc.pkg, "./"), func(t *testing.T) {
+			bin := vmtest.BuildWith(t, tc.pkg, true, tc.tags, "CGO_ENABLED=0")
+			r := vmtest.GoTestRun(t, k, tc.pkg, bin, append([]string{"-test.v", "-test.count=1"}, tc.args...)...)
+			r.Env = []string{"CI=true"}
+			r.Cmdline = []string{"lockdown=integrity"}
+			start := time.Now()
+			res, err := r.Exec(context.Background())
+			if err != nil {
+				t.Fatalf("%v\noutput:\n%s", err, res.Output)
+			}
+			s := vmtest.Parse(res.Output)
+			t.Logf("%s on %s: %d passed, %d failed, %d skipped (boot %v, run %v)", tc.pkg, k.Name,
+				len(s.Passed), len(s.Failed), len(s.Skipped), res.Boot.Round(10*time.Millisecond), time.Since(start).Round(10*time.Millisecond))
+			if res.ExitCode != 0 || len(s.Failed) > 0 || len(s.Skipped) > 0 {
+				t.Fatalf("%s on %s: exit status %d, failed %v, skipped %v:\n%s", tc.pkg, k.Name, res.ExitCode, s.Failed, s.Why, res.Output)
+			}
+			for _, n := range tc.want {
+				if !contains(s.Passed, n) {
+					t.Errorf("%s on %s: %s did not pass:\n%s", tc.pkg, k.Name, n, res.Output)
+				}
+			}
+		})
+	}
+}
