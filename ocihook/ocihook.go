@@ -123,13 +123,15 @@ type Request struct {
 
 // Result says what the hook did.
 type Result struct {
-	Container string        `json:"container"`
-	Profile   string        `json:"profile"`
-	Pid       int           `json:"pid"`
-	Path      string        `json:"path"`   // inside the container
-	Target    string        `json:"target"` // the path under the rootfs, before pivot_root
-	Options   string        `json:"options"`
-	Took      time.Duration `json:"took_ns"`
+	Container string `json:"container"`
+	Profile   string `json:"profile"`
+	Pid       int    `json:"pid"`
+	Path      string `json:"path"`   // inside the container
+	Target    string `json:"target"` // the path under the rootfs, before pivot_root
+	Options   string `json:"options"`
+	// Audit is the file the container's bpf() calls are recorded to.
+	Audit string        `json:"audit,omitempty"`
+	Took  time.Duration `json:"took_ns"`
 }
 
 // Check refuses containers a token cannot work in: without a user namespace
@@ -412,6 +414,12 @@ type Options struct {
 	Names *delegate.Names
 	// Timeout bounds each wait of the mount (bpffs.HandshakeTimeout if 0).
 	Timeout time.Duration
+	// Audit, if set, runs once the container passed Check and before its
+	// bpffs is mounted: it starts recording the container's bpf() calls
+	// and returns the file they go to ("" if none is asked for) and a
+	// function that stops the recording should the mount fail. An error
+	// refuses the container.
+	Audit func(st *specs.State, p profile.Profile) (file string, abort func(), err error)
 }
 
 // Run is the whole hook: it reads the OCI state from r, the container's
@@ -460,10 +468,28 @@ func Run(r io.Reader, opts Options) (*Result, error) {
 	if err != nil {
 		return fail(err)
 	}
-	done, err := Mount(&Request{State: st, Spec: spec, Profile: p, Delegation: grant.Delegation,
-		Caps: grant.Caps, Names: names, Timeout: opts.Timeout})
+	req := &Request{State: st, Spec: spec, Profile: p, Delegation: grant.Delegation,
+		Caps: grant.Caps, Names: names, Timeout: opts.Timeout}
+	var (
+		auditFile string
+		abort     func()
+	)
+	if opts.Audit != nil {
+		// Refuse before recording what cannot be mounted anyway.
+		if err := Check(req); err != nil {
+			return fail(err)
+		}
+		if auditFile, abort, err = opts.Audit(st, p); err != nil {
+			return fail(err)
+		}
+	}
+	done, err := Mount(req)
 	if err != nil {
+		if abort != nil {
+			abort()
+		}
 		return fail(err)
 	}
+	done.Audit = auditFile
 	return done, nil
 }

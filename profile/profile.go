@@ -45,6 +45,10 @@ type Profile struct {
 	UID  *uint32 `json:"uid,omitempty" yaml:"uid"`
 	GID  *uint32 `json:"gid,omitempty" yaml:"gid"`
 	Mode *uint32 `json:"mode,omitempty" yaml:"-"`
+	// Audit is a directory where the OCI hook records the bpf() calls of
+	// each container given this profile, one CONTAINER-ID.jsonl file each
+	// (none if empty). See docs/audit.md.
+	Audit string `json:"audit,omitempty" yaml:"audit"`
 	// Builtin profiles skip names the running kernel does not know yet.
 	Builtin bool   `json:"builtin" yaml:"-"`
 	Source  string `json:"source,omitempty" yaml:"-"`
@@ -214,6 +218,7 @@ type profileYAML struct {
 	UID         *uint32  `yaml:"uid"`
 	GID         *uint32  `yaml:"gid"`
 	Mode        string   `yaml:"mode"`
+	Audit       string   `yaml:"audit"`
 }
 
 // Load reads profiles from a YAML file of the form
@@ -230,6 +235,7 @@ type profileYAML struct {
 //	    uid: 0              # owner of the bpffs root, inside the workload
 //	    gid: 0
 //	    mode: "0700"
+//	    audit: /var/log/bpfgate/audit  # the OCI hook records containers' bpf() calls here
 //
 // and checks every name against n. Errors carry the file, line and key.
 func Load(path string, n *delegate.Names) ([]Profile, error) {
@@ -272,7 +278,7 @@ func Load(path string, n *delegate.Names) ([]Profile, error) {
 	return out, nil
 }
 
-var knownProfileKeys = []string{"description", "cmds", "maps", "progs", "attachs", "caps", "path", "uid", "gid", "mode"}
+var knownProfileKeys = []string{"description", "cmds", "maps", "progs", "attachs", "caps", "path", "uid", "gid", "mode", "audit"}
 
 func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profile, error) {
 	key := "profiles." + name.Value
@@ -292,7 +298,7 @@ func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profi
 	}
 	p := Profile{Name: name.Value, Description: py.Description, Cmds: string(py.Cmds), Maps: string(py.Maps),
 		Progs: string(py.Progs), Attachs: string(py.Attachs), Caps: py.Caps, Source: path,
-		Path: py.Path, UID: py.UID, GID: py.GID}
+		Path: py.Path, UID: py.UID, GID: py.GID, Audit: py.Audit}
 	line := func(k string) int {
 		for i := 0; i+1 < len(body.Content); i += 2 {
 			if body.Content[i].Value == k {
@@ -304,6 +310,10 @@ func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profi
 	if py.Path != "" && (!filepath.IsAbs(py.Path) || filepath.Clean(py.Path) != py.Path || py.Path == "/") {
 		return Profile{}, configError(path, line("path"), key+".path",
 			fmt.Errorf("%q: want a clean absolute path below /, e.g. %s", py.Path, delegate.DefaultPath))
+	}
+	if py.Audit != "" && (!filepath.IsAbs(py.Audit) || filepath.Clean(py.Audit) != py.Audit || py.Audit == "/") {
+		return Profile{}, configError(path, line("audit"), key+".audit",
+			fmt.Errorf("%q: want a clean absolute directory path, e.g. /var/log/bpfgate/audit", py.Audit))
 	}
 	if py.Mode != "" {
 		m, err := strconv.ParseUint(py.Mode, 8, 32)

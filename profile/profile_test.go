@@ -52,6 +52,7 @@ func TestLoadProfiles(t *testing.T) {
     path: /run/bpf
     uid: 1000
     mode: "0700"
+    audit: /var/log/bpfgate/audit
 `)
 	ps, err := Load(p, n)
 	if err != nil {
@@ -60,7 +61,7 @@ func TestLoadProfiles(t *testing.T) {
 	if len(ps) != 1 || ps[0].Name != "counter" || ps[0].Cmds != "map_create:prog_load:btf_load" || ps[0].Caps[0] != "CAP_NET_ADMIN" {
 		t.Fatalf("got %+v", ps)
 	}
-	if ps[0].BPFFSPath() != "/run/bpf" || *ps[0].UID != 1000 || ps[0].GID != nil || *ps[0].Mode != 0o700 {
+	if ps[0].BPFFSPath() != "/run/bpf" || *ps[0].UID != 1000 || ps[0].GID != nil || *ps[0].Mode != 0o700 || ps[0].Audit != "/var/log/bpfgate/audit" {
 		t.Fatalf("container fields: %+v", ps[0])
 	}
 	if (Profile{}).BPFFSPath() != delegate.DefaultPath {
@@ -78,6 +79,7 @@ func TestLoadProfiles(t *testing.T) {
 		{"profiles: [a]\n", "config.yaml:1: profiles: want a mapping of profile names"},
 		{"profiles:\n  x:\n    progs: {a: b}\n", "config.yaml:3: profiles.x"},
 		{"profiles:\n  x:\n    maps: hash\n    path: sys/fs/bpf\n", `config.yaml:4: profiles.x.path: "sys/fs/bpf": want a clean absolute path`},
+		{"profiles:\n  x:\n    maps: hash\n    audit: var/log\n", `config.yaml:4: profiles.x.audit: "var/log": want a clean absolute directory path`},
 		{"profiles:\n  x:\n    path: /sys/../etc\n", `config.yaml:3: profiles.x.path: "/sys/../etc"`},
 		{"profiles:\n  x:\n    mode: \"0999\"\n", `config.yaml:3: profiles.x.mode: "0999": want octal`},
 		{"profiles:\n  x:\n    uid: -1\n", "config.yaml:3: profiles.x: yaml: unmarshal errors"},
