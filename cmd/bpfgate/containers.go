@@ -31,12 +31,13 @@ func (g *globals) policy(names *delegate.Names) (*profile.Policy, error) {
 
 // hookFlags are how a generated spec runs bpfgate.
 type hookFlags struct {
-	path, log string
+	path, log, audit string
 }
 
 func (h *hookFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&h.path, "hook-path", "", "bpfgate binary the runtime runs (default: this one)")
 	cmd.Flags().StringVar(&h.log, "log", "", "make the hook also log to this file")
+	cmd.Flags().StringVar(&h.audit, "audit", "", "make the hook record each container's bpf() calls in DIR/CONTAINER-ID.jsonl (DIR root's, mode 0700)")
 }
 
 func (h *hookFlags) hook(g *globals) (cdi.Hook, error) {
@@ -51,6 +52,13 @@ func (h *hookFlags) hook(g *globals) (cdi.Hook, error) {
 	hook := cdi.Hook{Path: path}
 	if h.log != "" {
 		hook.Args = append(hook.Args, "--log", h.log)
+	}
+	if h.audit != "" {
+		abs, err := filepath.Abs(h.audit)
+		if err != nil {
+			return cdi.Hook{}, err
+		}
+		hook.Args = append(hook.Args, "--audit", abs)
 	}
 	if g.config != defaultConfig() || os.Getenv(configEnv) != "" {
 		abs, err := filepath.Abs(g.config)
@@ -217,8 +225,8 @@ type hooksDirEntry struct {
 
 func newOCIHookCmd(g *globals) *cobra.Command {
 	var (
-		profile, logPath string
-		timeout          time.Duration
+		profile, logPath, auditDir string
+		timeout                    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "oci-hook",
@@ -227,10 +235,15 @@ func newOCIHookCmd(g *globals) *cobra.Command {
 standard input: mount the delegated bpffs of the profile (from --profile, or
 the container's io.bpfgate.profile annotation) inside the container. The
 profile must be one the host allows; the container must have a user
-namespace of its own and the capabilities the token needs.`,
+namespace of its own and the capabilities the token needs.
+
+With --audit DIR, or the profile's audit directory, a recorder started before
+the container's process records its bpf() calls in DIR/CONTAINER-ID.jsonl
+(as bpfgate audit --json) until the container ends; a container that cannot
+be recorded is refused. See docs/audit.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := runHook(g, profile, timeout)
+			res, err := runHook(g, profile, auditDir, timeout)
 			logHook(logPath, res, err)
 			return err
 		},
@@ -239,6 +252,7 @@ namespace of its own and the capabilities the token needs.`,
 	fl.StringVar(&profile, "profile", "", "the profile (default: the "+ocihook.ProfileAnnotation+" annotation)")
 	fl.StringVar(&logPath, "log", "", "also append a JSON line per container to this file")
 	fl.DurationVar(&timeout, "timeout", 5*time.Second, "bound on each step of the mount")
+	fl.StringVar(&auditDir, "audit", "", "record the container's bpf() calls in DIR/CONTAINER-ID.jsonl (overrides the profile's audit directory; DIR must be root's and writable by no one else)")
 
 	var (
 		output, stage string
@@ -298,7 +312,7 @@ reject the entry: keep it in a directory only podman reads if they share one.`,
 	hooksd.Flags().StringVarP(&output, "output", "o", hooksDirDefault, "where to write the entry (- for stdout; default "+hooksDirPrecreate+" with --stage precreate)")
 	hooksd.Flags().StringVar(&stage, "stage", ocihook.Stage, "the stage: "+ocihook.Stage+" (mount the bpffs) or "+ocihook.PrecreateStage+" (podman: also add the capabilities and the seccomp rule)")
 	hf.register(hooksd)
-	var preLog string
+	var preLog, preAudit string
 	precreate := &cobra.Command{
 		Use:   "precreate",
 		Short: "The podman precreate hook: give an annotated container what its BPF token needs",
@@ -316,7 +330,7 @@ Any other container's config comes out byte for byte as it came in.`,
   podman run --userns=auto --annotation io.bpfgate.profile=demo IMAGE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			hook, err := (&hookFlags{log: preLog}).hook(g)
+			hook, err := (&hookFlags{log: preLog, audit: preAudit}).hook(g)
 			if err != nil {
 				return err
 			}
@@ -331,6 +345,7 @@ Any other container's config comes out byte for byte as it came in.`,
 			return err
 		},
 	}
+	precreate.Flags().StringVar(&preAudit, "audit", "", "make the createRuntime hook record each container's bpf() calls in DIR (oci-hook --audit)")
 	precreate.Flags().StringVar(&preLog, "log", "", "also append a JSON line per annotated container to this file (and make the createRuntime hook log there)")
 	var base, seccompOut string
 	seccomp := &cobra.Command{
@@ -362,7 +377,7 @@ with seccomp_profile in containers.conf.`,
 	}
 	seccomp.Flags().StringVar(&base, "base", ocihook.DefaultSeccompBase, "the profile to start from")
 	seccomp.Flags().StringVarP(&seccompOut, "output", "o", "/etc/bpfgate/seccomp.json", "where to write it (- for stdout)")
-	cmd.AddCommand(hooksd, seccomp, precreate)
+	cmd.AddCommand(hooksd, seccomp, precreate, newRecorderCmd())
 	return cmd
 }
 
@@ -376,8 +391,9 @@ func writeFile(path string, data []byte) error {
 	return atomicfile.Write(path, data, 0o644)
 }
 
-func runHook(g *globals, profileFlag string, timeout time.Duration) (*ocihook.Result, error) {
-	return ocihook.Run(os.Stdin, ocihook.Options{Profile: profileFlag, Policy: g.policy, Timeout: timeout})
+func runHook(g *globals, profileFlag, auditDir string, timeout time.Duration) (*ocihook.Result, error) {
+	return ocihook.Run(os.Stdin, ocihook.Options{Profile: profileFlag, Policy: g.policy, Timeout: timeout,
+		Audit: hookAudit(auditDir, timeout)})
 }
 
 // logHook reports on stderr, which runtimes show with a failed hook, and
@@ -386,6 +402,9 @@ func logHook(path string, res *ocihook.Result, err error) {
 	if err == nil && res != nil {
 		fmt.Fprintf(os.Stderr, "bpfgate: container %s: profile %s mounted at %s (%s) in %s\n",
 			ocihook.ShortID(res.Container), res.Profile, res.Path, res.Options, res.Took.Round(time.Microsecond))
+		if res.Audit != "" {
+			fmt.Fprintf(os.Stderr, "bpfgate: container %s: bpf() calls recorded in %s\n", ocihook.ShortID(res.Container), res.Audit)
+		}
 	}
 	if path == "" {
 		return

@@ -10,6 +10,9 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfgate/bpfgate/internal/sys"
+	"github.com/bpfgate/bpfgate/token"
 )
 
 // Classify names an outcome: "ok", "EPERM", or the error.
@@ -52,6 +55,33 @@ func Run() map[string]string {
 		if err == nil {
 			p.Close()
 		}
+	}
+	return res
+}
+
+// RunAudited makes exactly two bpf() map creations with a token of the
+// bpffs at path, and nothing else a tracer of bpf() would see: a hash map
+// and a ring buffer, for the audit tests. It returns their outcomes, keyed
+// as Run's.
+func RunAudited(path string) map[string]string {
+	res := map[string]string{}
+	tok, err := token.Create(path)
+	if err != nil {
+		res["token"] = err.Error()
+		return res
+	}
+	defer tok.Close()
+	for _, m := range []struct {
+		name            string
+		typ, key, value uint32
+	}{{"hash", uint32(ebpf.Hash), 4, 4}, {"ringbuf", uint32(ebpf.RingBuf), 0, 0}} {
+		a := sys.MapCreateAttr{MapType: m.typ, KeySize: m.key, ValueSize: m.value, MaxEntries: 4096,
+			MapFlags: sys.BPF_F_TOKEN_FD, MapTokenFd: int32(tok.FD())}
+		fd, err := sys.MapCreate(&a)
+		if fd > 0 {
+			unix.Close(fd)
+		}
+		res["map/"+m.name] = Classify(err)
 	}
 	return res
 }
