@@ -109,6 +109,7 @@ func startRecorder(dir string, st *specs.State, timeout time.Duration) (_ string
 	// nor the runtime's pipes to the hook (which the runtime waits for):
 	// only these three, with /dev/null as stdio and / as its directory.
 	cmd := exec.Command("/proc/self/exe", "oci-hook", recorderCmd, "--userns", strconv.FormatUint(ns.Ino, 10))
+	cmd.Args[0] = "bpfgate" // as ps shows it
 	cmd.ExtraFiles = []*os.File{pidf, out, w}
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}

@@ -198,3 +198,27 @@ func TestHookAuditRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestHookAuditPodman: the same through podman and a hooks.d entry made by
+// oci-hook hooks-d --audit, where the hook runs under conmon.
+func TestHookAuditPodman(t *testing.T) {
+	e := setup(t)
+	adir, hooks := t.TempDir(), t.TempDir()
+	if _, err := run(e.bpfgate, "--config", e.config, "oci-hook", "hooks-d", "-o", filepath.Join(hooks, "bpfgate.json"), "--audit", adir); err != nil {
+		t.Fatal(err)
+	}
+	cidFile := filepath.Join(t.TempDir(), "cid")
+	args := append([]string{"run", "--rm", "--cidfile", cidFile, "--hooks-dir", hooks, "--annotation", "io.bpfgate.profile=demo"}, e.userns()...)
+	out, err := e.runPodman(append(args, e.image, "/bin/ebpfcheck", "audit")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"map/ringbuf":"EPERM"`) {
+		t.Errorf("workload: %q", out)
+	}
+	cid, err := os.ReadFile(cidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAuditPair(t, auditEvents(t, filepath.Join(adir, strings.TrimSpace(string(cid))+".jsonl")))
+}
