@@ -272,3 +272,41 @@ func TestOCIHookPrecreate(t *testing.T) {
 		t.Errorf("null: %+v", r)
 	}
 }
+
+// TestOCIHookAuditArgs: --audit DIR of hooks-d, cdi generate and precreate
+// reaches the createRuntime hook they set up; the recorder is no command
+// to run by hand.
+func TestOCIHookAuditArgs(t *testing.T) {
+	policy := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(policy, []byte("profiles:\n  counter:\n    cmds: [map_create]\n    maps: [hash]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const dir = "/var/log/bpfgate/audit"
+	r := bpfgateIn(t, "", "--config", policy, "oci-hook", "hooks-d", "--audit", dir, "-o", "-")
+	var entry hooksDirEntry
+	if err := json.Unmarshal([]byte(r.stdout), &entry); err != nil || r.code != 0 {
+		t.Fatalf("hooks-d: %v %+v", err, r)
+	}
+	if i := slices.Index(entry.Hook.Args, "--audit"); i < 2 || i+1 >= len(entry.Hook.Args) || entry.Hook.Args[i+1] != dir {
+		t.Errorf("hooks-d: %v", entry.Hook.Args)
+	}
+	r = bpfgateIn(t, "", "--config", policy, "cdi", "generate", "--audit", dir, "-o", "-")
+	if r.code != 0 || !strings.Contains(r.stdout, "- --audit\n") || !strings.Contains(r.stdout, "- "+dir+"\n") {
+		t.Errorf("cdi generate: %+v", r)
+	}
+	annotated := `{"ociVersion":"1.0.2","annotations":{"io.bpfgate.profile":"counter"},"process":{"user":{"uid":0,"gid":0}},` +
+		`"linux":{"namespaces":[{"type":"user"}],"uidMappings":[{"containerID":0,"hostID":100000,"size":65536}]}}`
+	r = bpfgateIn(t, annotated, "--config", policy, "oci-hook", "precreate", "--audit", dir)
+	var spec struct {
+		Hooks struct{ CreateRuntime []struct{ Args []string } }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &spec); err != nil || r.code != 0 {
+		t.Fatalf("precreate: %v %+v", err, r)
+	}
+	if len(spec.Hooks.CreateRuntime) != 1 || !slices.Equal(spec.Hooks.CreateRuntime[0].Args, []string{"bpfgate", "oci-hook", "--audit", dir, "--config", policy}) {
+		t.Errorf("precreate: %s", r.stdout)
+	}
+	if r := bpfgateIn(t, "", "oci-hook", "audit-recorder", "--userns", "4026532177"); r.code == 0 || !strings.Contains(r.stderr, "run by bpfgate oci-hook --audit only") {
+		t.Errorf("audit-recorder by hand: %+v", r)
+	}
+}

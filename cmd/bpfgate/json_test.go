@@ -21,7 +21,7 @@ import (
 var nonReporting = map[string]bool{
 	"bpfgate run": true, "bpfgate mount": true, "bpfgate pin": true, "bpfgate unpin": true,
 	"bpfgate mv": true, "bpfgate oci-hook": true, "bpfgate oci-hook hooks-d": true,
-	"bpfgate oci-hook seccomp": true, "bpfgate oci-hook precreate": true, "bpfgate man": true, "bpfgate doctor-hold": true,
+	"bpfgate oci-hook seccomp": true, "bpfgate oci-hook precreate": true, "bpfgate oci-hook audit-recorder": true, "bpfgate man": true, "bpfgate doctor-hold": true,
 	"bpfgate k8s nri": true, // a daemon: it logs, it reports nothing
 	"bpfgate audit":   true, // streams JSON lines until stopped: audit_test.go checks them
 }
