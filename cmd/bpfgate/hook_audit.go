@@ -93,7 +93,7 @@ func startRecorder(dir string, st *specs.State, timeout time.Duration) (_ string
 	path := filepath.Join(dir, name)
 	fd, err := unix.Openat(dirFD, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return "", nil, fmt.Errorf("audit: create %s: %w", path, err)
+		return "", nil, fmt.Errorf("audit: create %s: %w (a record is never overwritten: move it away to reuse the container id)", path, err)
 	}
 	out := os.NewFile(uintptr(fd), path)
 	defer out.Close()
@@ -130,8 +130,12 @@ func startRecorder(dir string, st *specs.State, timeout time.Duration) (_ string
 	if line != "ready\n" {
 		stop()
 		msg := strings.TrimSpace(strings.TrimPrefix(line, "error: "))
-		if msg == "" && rerr != nil {
-			msg = rerr.Error()
+		switch {
+		case msg != "":
+		case errors.Is(rerr, os.ErrDeadlineExceeded):
+			msg = "no answer within " + timeout.String()
+		case rerr != nil:
+			msg = "it exited: " + rerr.Error()
 		}
 		return "", nil, fmt.Errorf("audit: the recorder did not attach (%s): the container is refused rather than run unaudited", msg)
 	}
@@ -150,6 +154,9 @@ func openAuditDir(dir string) (int, error) {
 		return -1, fmt.Errorf("%w %q: want an absolute path", errAuditDir, dir)
 	}
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if fi, lerr := os.Lstat(dir); err != nil && lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return -1, fmt.Errorf("%w %s: a symlink (give the real path)", errAuditDir, dir)
+	}
 	if err != nil {
 		return -1, fmt.Errorf("%w %s: %w (create it: install -d -m 0700 -o root %s)", errAuditDir, dir, err, dir)
 	}

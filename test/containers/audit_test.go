@@ -162,26 +162,29 @@ func TestHookAuditRefused(t *testing.T) {
 		name  string
 		setup func(t *testing.T, adir, file string)
 		want  string
+		args  []string // more hook arguments
 	}{
-		{"world-writable", func(t *testing.T, adir, _ string) { os.Chmod(adir, 0o777) }, "unsafe audit directory"},
-		{"group-writable", func(t *testing.T, adir, _ string) { os.Chmod(adir, 0o770) }, "unsafe audit directory"},
-		{"not root's", func(t *testing.T, adir, _ string) { os.Chown(adir, 65534, 0) }, "owner uid 65534"},
-		{"missing", func(t *testing.T, adir, _ string) { os.Remove(adir) }, "unsafe audit directory"},
+		{"world-writable", func(t *testing.T, adir, _ string) { os.Chmod(adir, 0o777) }, "unsafe audit directory", nil},
+		{"group-writable", func(t *testing.T, adir, _ string) { os.Chmod(adir, 0o770) }, "unsafe audit directory", nil},
+		{"not root's", func(t *testing.T, adir, _ string) { os.Chown(adir, 65534, 0) }, "owner uid 65534", nil},
+		{"missing", func(t *testing.T, adir, _ string) { os.Remove(adir) }, "unsafe audit directory", nil},
 		{"symlink", func(t *testing.T, adir, _ string) {
 			real := adir + ".real"
 			os.Mkdir(real, 0o700)
 			os.Remove(adir)
 			os.Symlink(real, adir)
-		}, "unsafe audit directory"},
-		{"file exists", func(t *testing.T, _, file string) { os.WriteFile(file, nil, 0o600) }, "file exists"},
-		{"file is a symlink", func(t *testing.T, _, file string) { os.Symlink("/etc/passwd-bpfgate-nonexistent", file) }, "file exists"},
+		}, "a symlink (give the real path)", nil},
+		{"file exists", func(t *testing.T, _, file string) { os.WriteFile(file, nil, 0o600) }, "file exists (a record is never overwritten", nil},
+		{"file is a symlink", func(t *testing.T, _, file string) { os.Symlink("/etc/passwd-bpfgate-nonexistent", file) }, "file exists (a record is never overwritten", nil},
+		// No recorder attaches in a millisecond: killed, and its file removed.
+		{"recorder too slow", func(*testing.T, string, string) {}, "the recorder did not attach (no answer within 1ms)", []string{"--timeout", "1ms"}},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			adir := filepath.Join(t.TempDir(), "audit")
 			if err := os.Mkdir(adir, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			dir, id := e.auditBundle(t, "demo", "--audit", adir)
+			dir, id := e.auditBundle(t, "demo", append([]string{"--audit", adir}, tc.args...)...)
 			file := filepath.Join(adir, id+".jsonl")
 			tc.setup(t, adir, file)
 			before := bpfMounts(t)
@@ -189,11 +192,19 @@ func TestHookAuditRefused(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error with %q", err, tc.want)
 			}
+			if testing.Verbose() {
+				t.Log(err)
+			}
 			if after := bpfMounts(t); after != before {
 				t.Errorf("host bpffs mounts: %d before, %d after", before, after)
 			}
 			if pids := recorders(file); len(pids) > 0 {
 				t.Errorf("recorders left running: %v", pids)
+			}
+			if tc.args != nil {
+				if _, err := os.Lstat(file); !os.IsNotExist(err) {
+					t.Errorf("%s left behind: %v", file, err)
+				}
 			}
 		})
 	}
