@@ -127,6 +127,9 @@ func newProfilesCmd(g *globals) *cobra.Command {
 				if len(v.Caps) > 0 {
 					fmt.Printf("  caps: CAP_BPF %s\n", strings.Join(v.Caps, " "))
 				}
+				if v.Audit != "" {
+					fmt.Printf("  audit: the OCI hook records its containers in %s\n", v.Audit)
+				}
 			}
 			return nil
 		},

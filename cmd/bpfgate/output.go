@@ -168,12 +168,14 @@ type profileJSON struct {
 	UID     *uint32  `json:"uid,omitempty"`
 	GID     *uint32  `json:"gid,omitempty"`
 	Mode    string   `json:"mode,omitempty"`
+	// Audit is where the OCI hook records the profile's containers.
+	Audit string `json:"audit,omitempty"`
 }
 
 func profileOf(names *delegate.Names, p profile.Profile, set delegate.Set, skipped []string) profileJSON {
 	v := profileJSON{Name: p.Name, Description: p.Description, Source: p.Source, Builtin: p.Builtin,
 		Options: names.FormatOptions(set), allowedJSON: allowedOf(names, set), Skipped: skipped,
-		Caps: p.Caps, Path: p.BPFFSPath(), UID: p.UID, GID: p.GID}
+		Caps: p.Caps, Path: p.BPFFSPath(), UID: p.UID, GID: p.GID, Audit: p.Audit}
 	if v.Caps == nil {
 		v.Caps = []string{}
 	}
