@@ -305,7 +305,13 @@ const demoDevice = "bpfgate.dev/bpf=demo"
 const cdiAnnotation = "cdi.k8s.io/bpfgate-test"
 
 func TestCRICDIDevice(t *testing.T) {
-	e := setup(t)
+	checkCDIDevice(t, setup(t))
+}
+
+// checkCDIDevice: on e's runtime, a pod with a user namespace gets exactly
+// the demo profile's rights through the CRI CDI field and the cdi.k8s.io
+// annotation, and nothing without the device.
+func checkCDIDevice(t *testing.T, e *env) {
 	for _, tc := range []struct {
 		name string
 		pod  pod
@@ -343,17 +349,23 @@ func TestCRIRefusals(t *testing.T) {
 			fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := e.start(t, e.configs(t, tc.pod))
-			if err == nil {
-				e.remove(t, s)
-				t.Fatalf("the container started; want crictl to fail with %q", tc.want)
-			}
-			// crictl logs the error as a quoted string: " becomes \".
-			quoted := strconv.Quote(tc.want)
-			if !strings.Contains(err.Error(), quoted[1:len(quoted)-1]) {
-				t.Fatalf("crictl's error does not say %q:\n%v", tc.want, err)
-			}
+			e.expectRefusal(t, tc.pod, tc.want)
 		})
+	}
+}
+
+// expectRefusal starts p and wants crictl to fail with want, word for word.
+func (e *env) expectRefusal(t *testing.T, p pod, want string) {
+	t.Helper()
+	s, err := e.start(t, e.configs(t, p))
+	if err == nil {
+		e.remove(t, s)
+		t.Fatalf("the container started; want crictl to fail with %q", want)
+	}
+	// crictl logs the error as a quoted string: " becomes \".
+	quoted := strconv.Quote(want)
+	if !strings.Contains(err.Error(), quoted[1:len(quoted)-1]) {
+		t.Fatalf("crictl's error does not say %q:\n%v", want, err)
 	}
 }
 

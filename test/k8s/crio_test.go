@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -438,20 +437,7 @@ func (e *env) startCRIO(t testing.TB) error {
 // demo profile's rights through the CRI CDI field and the cdi.k8s.io
 // annotation, and nothing without the device.
 func TestCRIOCDIDevice(t *testing.T) {
-	e := setupCRIO(t)
-	for _, tc := range []struct {
-		name string
-		pod  pod
-		want map[string]string
-	}{
-		{"CDI field", pod{devices: []string{demoDevice}}, demoAllowed},
-		{"CDI annotation", pod{annots: map[string]string{cdiAnnotation: demoDevice}}, demoAllowed},
-		{"no device", pod{}, nothingAllowed},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			expect(t, e.check(t, tc.pod), tc.want)
-		})
-	}
+	checkCDIDevice(t, setupCRIO(t))
 }
 
 // profileAnnotation selects the profile for the hooks.d entry.
@@ -500,16 +486,7 @@ func TestCRIORefusals(t *testing.T) {
 			fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := e.start(t, e.configs(t, tc.pod))
-			if err == nil {
-				e.remove(t, s)
-				t.Fatalf("the container started; want crictl to fail with %q", tc.want)
-			}
-			// crictl logs the error as a quoted string: " becomes \".
-			quoted := strconv.Quote(tc.want)
-			if !strings.Contains(err.Error(), quoted[1:len(quoted)-1]) {
-				t.Fatalf("crictl's error does not say %q:\n%v", tc.want, err)
-			}
+			e.expectRefusal(t, tc.pod, tc.want)
 		})
 	}
 }
