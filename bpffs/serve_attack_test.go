@@ -31,7 +31,9 @@ type peerLog struct {
 // -1), then listens as a hostile workload would: on "ready" it fsmounts its
 // own context (detached: nothing is attached anywhere) and says "mounted".
 // serve must return within a bound.
-func handshakeAgainst(t *testing.T, serve func(sock int) error, send func(sock int) (ctx int)) (error, peerLog) {
+// send runs in t's goroutine and is given t, so that its failures are t's
+// (a subtest's, not its parent's).
+func handshakeAgainst(t *testing.T, serve func(sock int) error, send func(t *testing.T, sock int) (ctx int)) (error, peerLog) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -39,7 +41,7 @@ func handshakeAgainst(t *testing.T, serve func(sock int) error, send func(sock i
 	}
 	host, peer := fds[0], fds[1]
 	defer unix.Close(peer)
-	ctx := send(peer)
+	ctx := send(t, peer)
 	if ctx >= 0 {
 		defer unix.Close(ctx)
 	}
@@ -126,8 +128,8 @@ func sendMsg(t *testing.T, sock int, msg string, fds ...int) {
 }
 
 // sendContext sends "context" with a new fs context of type fstype.
-func sendContext(t *testing.T, fstype string) func(int) int {
-	return func(sock int) int {
+func sendContext(fstype string) func(*testing.T, int) int {
+	return func(t *testing.T, sock int) int {
 		ctx := fsopen(t, fstype)
 		sendMsg(t, sock, "context", ctx)
 		return ctx
@@ -202,15 +204,15 @@ func TestServeDelegationRefusesHostilePeers(t *testing.T) {
 	opts := demoOptions(t)
 	for _, tc := range []struct {
 		name string
-		send func(sock int) (ctx int)
+		send func(t *testing.T, sock int) (ctx int)
 		want error
 	}{
-		{name: "ramfs context", send: sendContext(t, "ramfs"), want: bpffs.ErrNotBPFFS},
-		{name: "tmpfs context", send: sendContext(t, "tmpfs"), want: bpffs.ErrNotBPFFS},
+		{name: "ramfs context", send: sendContext("ramfs"), want: bpffs.ErrNotBPFFS},
+		{name: "tmpfs context", send: sendContext("tmpfs"), want: bpffs.ErrNotBPFFS},
 		// A disk filesystem's superblock must not even be created: the
 		// peer could have set its source to any host device.
-		{name: "ext4 context", send: sendContext(t, "ext4"), want: bpffs.ErrNotBPFFS},
-		{name: "pipe", want: bpffs.ErrNotBPFFS, send: func(sock int) int {
+		{name: "ext4 context", send: sendContext("ext4"), want: bpffs.ErrNotBPFFS},
+		{name: "pipe", want: bpffs.ErrNotBPFFS, send: func(t *testing.T, sock int) int {
 			var p [2]int
 			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 				t.Fatal(err)
@@ -220,28 +222,28 @@ func TestServeDelegationRefusesHostilePeers(t *testing.T) {
 			sendMsg(t, sock, "context", p[0])
 			return -1
 		}},
-		{name: "garbage", send: func(sock int) int {
+		{name: "garbage", send: func(t *testing.T, sock int) int {
 			sendMsg(t, sock, "hello")
 			return -1
 		}},
-		{name: "long garbage", send: func(sock int) int {
+		{name: "long garbage", send: func(t *testing.T, sock int) int {
 			sendMsg(t, sock, strings.Repeat("x", 64<<10))
 			return -1
 		}},
-		{name: "peer error with control characters", send: func(sock int) int {
+		{name: "peer error with control characters", send: func(t *testing.T, sock int) int {
 			sendMsg(t, sock, "error: \x1b[2J\x1b[Hall fine\nbpfgate: mounted")
 			return -1
 		}},
-		{name: "context without fd", send: func(sock int) int {
+		{name: "context without fd", send: func(t *testing.T, sock int) int {
 			sendMsg(t, sock, "context")
 			return -1
 		}},
-		{name: "garbage with a bpffs context", send: func(sock int) int {
+		{name: "garbage with a bpffs context", send: func(t *testing.T, sock int) int {
 			ctx := fsopen(t, "bpf")
 			sendMsg(t, sock, "hello", ctx)
 			return ctx
 		}},
-		{name: "two bpffs contexts", send: func(sock int) int {
+		{name: "two bpffs contexts", send: func(t *testing.T, sock int) int {
 			a, b := fsopen(t, "bpf"), fsopen(t, "bpf")
 			defer unix.Close(b)
 			sendMsg(t, sock, "context", a, b)

@@ -187,7 +187,7 @@ func TestServeDelegationToChecksOwner(t *testing.T) {
 			before := countFDs(t)
 			err, log := handshakeAgainst(t, func(sock int) error {
 				return onFile(t, sock, func(f *os.File) error { return bpffs.ServeDelegationTo(f, opts, owner) })
-			}, sendContext(t, tc.fstype))
+			}, sendContext(tc.fstype))
 			refused(t, err, log, tc.want)
 			if after := countFDs(t); after != before {
 				t.Errorf("%d fds open before, %d after", before, after)
