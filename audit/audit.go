@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
@@ -86,6 +87,8 @@ type Options struct {
 type Tracer struct {
 	coll    *ebpf.Collection
 	link    link.Link
+	compat  link.Link // compatProg's, with HookTracepoint and ia32 emulation
+	hasIA32 bool      // 32-bit calls are recorded
 	rd      *ringbuf.Reader
 	filters *ebpf.Map
 	dropped *ebpf.Map
@@ -148,8 +151,12 @@ func open(h Hook, size int, names *delegate.Names, f Filter) (_ *Tracer, err err
 	if h == HookRawTracepoint {
 		prog = "bpfgate_audit_btf"
 	}
+	// The raw tracepoint's program records 32-bit calls itself; the
+	// tracepoint needs compatProg for them.
+	ia32 := hasIA32()
+	compat := ia32 && h == HookTracepoint
 	for name := range spec.Programs {
-		if name != prog {
+		if name != prog && (name != compatProg || !compat) {
 			delete(spec.Programs, name)
 		}
 	}
@@ -158,7 +165,7 @@ func open(h Hook, size int, names *delegate.Names, f Filter) (_ *Tracer, err err
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	t := &Tracer{coll: coll, filters: coll.Maps["filters"], dropped: coll.Maps["dropped"], dec: newDecoder(names), hook: h}
+	t := &Tracer{coll: coll, filters: coll.Maps["filters"], dropped: coll.Maps["dropped"], dec: newDecoder(names), hook: h, hasIA32: ia32}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -179,8 +186,34 @@ func open(h Hook, size int, names *delegate.Names, f Filter) (_ *Tracer, err err
 	if err != nil {
 		return nil, fmt.Errorf("attach: %w", err)
 	}
+	if compat {
+		t.compat, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[compatProg], AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			return nil, fmt.Errorf("attach the 32-bit bpf(2) recorder to sys_exit: %w", err)
+		}
+	}
 	return t, nil
 }
+
+// compatProg records 32-bit bpf(2) calls, which syscalls:sys_exit_bpf
+// does not see, from raw_syscalls:sys_exit.
+const compatProg = "bpfgate_audit_ia32"
+
+// hasIA32 says whether the kernel has a 32-bit bpf(2) (its entry point,
+// from CONFIG_IA32_EMULATION, is in its BTF). The kernel's BTF is read once
+// per process, and loading the tracer reads it anyway.
+func hasIA32() bool {
+	k, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var fn *btf.Func
+	return k.TypeByName("__ia32_sys_bpf", &fn) == nil
+}
+
+// Compat says whether 32-bit bpf(2) calls (int 0x80 and 32-bit programs)
+// are recorded too: the kernel has ia32 emulation.
+func (t *Tracer) Compat() bool { return t.hasIA32 }
 
 // Hook says where the tracer is attached.
 func (t *Tracer) Hook() Hook { return t.hook }
@@ -290,9 +323,11 @@ func (t *Tracer) Close() error {
 
 func (t *Tracer) close() error {
 	var errs []error
-	if t.link != nil {
-		errs = append(errs, t.link.Close())
-		t.link = nil
+	for _, l := range []*link.Link{&t.compat, &t.link} {
+		if *l != nil {
+			errs = append(errs, (*l).Close())
+			*l = nil
+		}
 	}
 	if t.rd != nil {
 		errs = append(errs, t.rd.Close())

@@ -2,9 +2,11 @@ package audit_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -28,6 +30,9 @@ import (
 
 const workloadEnv = "BPFGATE_AUDIT_TEST_WORKLOAD"
 
+// compatTokenFD is where the workload in mode "compat" keeps its token.
+const compatTokenFD = 100
+
 // manyCalls is how many calls the workload makes in mode "many".
 const manyCalls = 500
 
@@ -46,6 +51,20 @@ func workload() int {
 	if err := unix.Stat("/proc/self/ns/user", &st); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 3
+	}
+	if os.Getenv(workloadEnv) == "compat" {
+		// Holds a token at compatTokenFD for compat_bpf until its go.
+		tok, err := token.Create("/sys/fs/bpf")
+		if err == nil {
+			err = unix.Dup2(tok.FD(), compatTokenFD)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 3
+		}
+		fmt.Println(st.Ino)
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		return 0
 	}
 	fmt.Println(st.Ino)
 	bufio.NewReader(os.Stdin).ReadString('\n')
@@ -278,6 +297,9 @@ func TestWorkload(t *testing.T) {
 				if time.Since(e.Time) > time.Minute || time.Since(e.Time) < 0 {
 					t.Errorf("event %d: time %v", i, e.Time)
 				}
+				if e.Compat {
+					t.Errorf("event %d: compat set on a 64-bit call", i)
+				}
 				if i == 2 {
 					if e.Token != nil || e.Errno != "EPERM" {
 						t.Errorf("no-token call: token %+v, errno %q", e.Token, e.Errno)
@@ -294,6 +316,69 @@ func TestWorkload(t *testing.T) {
 			}
 			if n, err := tr.Dropped(); err != nil || n != 0 {
 				t.Errorf("dropped %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestCompat: 32-bit bpf(2) calls (int 0x80 from a 64-bit process, which a
+// container's seccomp profile may allow), made with a delegated workload's
+// token in its user namespace, are recorded like 64-bit ones, with compat
+// set, by either hook.
+func TestCompat(t *testing.T) {
+	testutil.RequireRoot(t)
+	if _, err := os.Stat("/proc/sys/abi/vsyscall32"); err != nil {
+		testutil.Skip(t, "no ia32 emulation: "+err.Error())
+	}
+	helper := filepath.Join(t.TempDir(), "compat_bpf")
+	if out, err := exec.Command("cc", "-O2", "-o", helper, "testdata/compat_bpf.c").CombinedOutput(); err != nil {
+		testutil.Skip(t, fmt.Sprintf("build testdata/compat_bpf.c (needs a C compiler): %v: %s", err, out))
+	}
+	for _, hook := range []audit.Hook{audit.HookTracepoint, audit.HookRawTracepoint} {
+		t.Run(hook.String(), func(t *testing.T) {
+			tr := open(t, audit.Options{Hook: hook})
+			if !tr.Compat() {
+				t.Fatal("Compat() false on a kernel with ia32 emulation")
+			}
+			s := startWorkloadMode(t, "compat")
+			out, err := exec.Command(helper, strconv.Itoa(int(s.pid)), strconv.Itoa(compatTokenFD)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("compat_bpf: %v: %s", err, out)
+			}
+			rets := strings.Fields(string(out))
+			if len(rets) != 2 || rets[0] == "-1" || rets[1] != "-1" {
+				t.Fatalf("compat_bpf returned %q, want an fd and -1 (EPERM)", rets)
+			}
+			s.run(t)
+			var got []*audit.Event
+			for _, e := range drain(t, tr) {
+				if e.UserNS == s.userns {
+					got = append(got, e)
+				}
+			}
+			type row struct {
+				typ, outcome, reason string
+			}
+			want := []row{{"hash", "ok", ""}, {"ringbuf", "denied", "map type ringbuf not delegated"}}
+			if len(got) != len(want) {
+				for _, e := range got {
+					t.Logf("%+v", e)
+				}
+				t.Fatalf("%d events, want %d", len(got), len(want))
+			}
+			for i, w := range want {
+				e := got[i]
+				if !e.Compat || e.Cmd != "map_create" || e.MapType != w.typ || e.Outcome != w.outcome || e.Reason != w.reason ||
+					e.Name != "audit_compat" || e.Token == nil || e.Token.UserNS != s.userns || e.Token.FD < 0 {
+					t.Errorf("event %d: %+v (token %+v), want compat map_create %+v", i, e, e.Token, w)
+				}
+				j, err := json.Marshal(e)
+				if err != nil || !strings.Contains(string(j), `"compat":true`) {
+					t.Errorf("event %d: JSON %s, %v: no \"compat\":true", i, j, err)
+				}
+			}
+			if got[0].MapID == 0 {
+				t.Errorf("hash map: no id")
 			}
 		})
 	}
@@ -354,9 +439,13 @@ func TestClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog, lnk, maps, err := tr.IDs()
-	if err != nil || prog == 0 || lnk == 0 || len(maps) != 3 {
-		t.Fatalf("ids %v %v %v: %v", prog, lnk, maps, err)
+	progs, lnks, maps, err := tr.IDs()
+	want := 1
+	if tr.Compat() && tr.Hook() == audit.HookTracepoint {
+		want = 2 // and the 32-bit recorder
+	}
+	if err != nil || len(progs) != want || len(lnks) != want || len(maps) != 3 {
+		t.Fatalf("ids %v %v %v: %v", progs, lnks, maps, err)
 	}
 	read := make(chan error, 1)
 	go func() {
@@ -386,13 +475,17 @@ func TestClose(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		left := []string{}
-		if l, err := link.NewFromID(lnk); err == nil {
-			l.Close()
-			left = append(left, fmt.Sprintf("link %d", lnk))
+		for _, id := range lnks {
+			if l, err := link.NewFromID(id); err == nil {
+				l.Close()
+				left = append(left, fmt.Sprintf("link %d", id))
+			}
 		}
-		if p, err := ebpf.NewProgramFromID(prog); err == nil {
-			p.Close()
-			left = append(left, fmt.Sprintf("program %d", prog))
+		for _, id := range progs {
+			if p, err := ebpf.NewProgramFromID(id); err == nil {
+				p.Close()
+				left = append(left, fmt.Sprintf("program %d", id))
+			}
 		}
 		for _, id := range maps {
 			if m, err := ebpf.NewMapFromID(id); err == nil {

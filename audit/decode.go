@@ -36,6 +36,7 @@ const (
 const (
 	evToken  = 1
 	evObject = 2
+	evCompat = 4
 )
 
 // Outcomes of a call.
@@ -55,6 +56,9 @@ type Event struct {
 	UID      uint32    `json:"uid"` // host uid
 	UserNS   uint32    `json:"userns"`
 	CgroupID uint64    `json:"cgroup_id"` // cgroup v2 id
+	// Compat is set for a 32-bit call (int 0x80, or a 32-bit program):
+	// the same bpf(2), through the kernel's ia32 entry point.
+	Compat bool `json:"compat,omitempty"`
 
 	// Cmd is the command's kernel name (map_create, prog_load, ...).
 	Cmd string `json:"cmd"`
@@ -187,6 +191,7 @@ func (d *decoder) decode(r *tracerEvent) *Event {
 		CmdValue: r.Cmd,
 		Ret:      r.Ret,
 		TokenFD:  r.TokenFd,
+		Compat:   r.Flags&evCompat != 0,
 	}
 	object := r.Flags&evObject != 0
 	switch r.Cmd {

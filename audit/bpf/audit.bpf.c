@@ -16,7 +16,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define NR_BPF 321 /* x86-64 */
+#define NR_BPF 321   /* x86-64 */
+#define NR_BPF32 357 /* i386, int 0x80 */
+#define TS_COMPAT 0x0002 /* thread_info.status: in a 32-bit syscall */
 #define EPERM 1
 #define BPF_FS_MAGIC 0xcafe4a11
 #define S_IFMT 00170000
@@ -32,6 +34,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* event.flags */
 #define EV_TOKEN 1  /* token_* were read from the token the call passed */
 #define EV_OBJECT 2 /* obj_* were read from the object the call created */
+#define EV_COMPAT 4 /* a 32-bit call (int 0x80, sysenter) */
 
 struct event {
 	__u64 ktime;
@@ -211,9 +214,10 @@ static __always_inline int token_fd_of(__u32 cmd, const void *uattr)
 	return fd;
 }
 
-static __always_inline int on_exit(struct pt_regs *regs, long ret)
+/* on_exit records one call: its three arguments, its return value, and
+ * EV_COMPAT for a 32-bit call. */
+static __always_inline int on_exit(__u32 cmd, const void *uattr, __u32 size, long ret, __u32 compat)
 {
-	__u32 cmd = (__u32)BPF_CORE_READ(regs, di);
 	int creates = cmd == CMD_MAP_CREATE || cmd == CMD_PROG_LOAD || cmd == CMD_BTF_LOAD;
 
 	/* The common case leaves here: a call that takes no token and was not
@@ -223,7 +227,6 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret)
 
 	struct task_struct *t = bpf_get_current_task_btf();
 	__u32 userns = BPF_CORE_READ(t, cred, user_ns, ns.inum);
-	const void *uattr = (const void *)BPF_CORE_READ(regs, si);
 	int token_fd = creates ? token_fd_of(cmd, uattr) : -1;
 
 	/* Record calls with a token, and refusals inside a user namespace
@@ -262,7 +265,7 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret)
 	e->token_fd = token_fd;
 	e->token_userns = 0;
 	e->token_dev = 0;
-	e->flags = 0;
+	e->flags = compat;
 	e->obj_type = 0;
 	e->obj_attach_type = 0;
 	e->obj_id = 0;
@@ -271,7 +274,7 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret)
 
 	/* The attr's size as the caller gave it, bounded for the verifier
 	 * (barrier_var keeps clang from folding the bound away). */
-	__u64 n = (__u32)BPF_CORE_READ(regs, dx);
+	__u64 n = size;
 	barrier_var(n);
 	if (n > ATTR_LEN)
 		n = ATTR_LEN;
@@ -294,6 +297,13 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret)
 	return 0;
 }
 
+/* on_exit64 records a 64-bit call: arguments in di, si, dx. */
+static __always_inline int on_exit64(struct pt_regs *regs, long ret)
+{
+	return on_exit((__u32)BPF_CORE_READ(regs, di), (const void *)BPF_CORE_READ(regs, si),
+		       (__u32)BPF_CORE_READ(regs, dx), ret, 0);
+}
+
 /* syscalls:sys_exit_bpf, as the tracepoint's format file lays it out. */
 struct sys_exit_ctx {
 	__u64 common;
@@ -306,14 +316,47 @@ int bpfgate_audit_tp(struct sys_exit_ctx *ctx)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 
-	return on_exit(regs, ctx->ret);
+	return on_exit64(regs, ctx->ret);
 }
 
-/* The raw sys_exit tracepoint: runs on every system call's exit. */
+/* on_exit32 records a 32-bit call (int 0x80, sysenter, syscall from 32-bit
+ * code), which the syscall tracepoints skip: its number is the i386 one,
+ * and the task is in a compat syscall (TS_COMPAT, in_ia32_syscall()), since
+ * 357 is no 64-bit system call but the check is one load. The arguments are
+ * in bx, cx, dx, 32 bits each; bpf_attr has one layout for both ABIs. */
+static __always_inline int on_exit32(struct pt_regs *regs, long ret)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+
+	if (!(BPF_CORE_READ(t, thread_info.status) & TS_COMPAT))
+		return 0;
+	return on_exit((__u32)BPF_CORE_READ(regs, bx), (const void *)(unsigned long)(__u32)BPF_CORE_READ(regs, cx),
+		       (__u32)BPF_CORE_READ(regs, dx), ret, EV_COMPAT);
+}
+
+/* The raw sys_exit tracepoint: runs on every system call's exit, 64-bit
+ * and 32-bit. */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(bpfgate_audit_btf, struct pt_regs *regs, long ret)
 {
-	if (BPF_CORE_READ(regs, orig_ax) != NR_BPF)
-		return 0;
-	return on_exit(regs, ret);
+	long nr = BPF_CORE_READ(regs, orig_ax);
+
+	if (nr == NR_BPF)
+		return on_exit64(regs, ret);
+	if (nr == NR_BPF32)
+		return on_exit32(regs, ret);
+	return 0;
 }
+
+/* With the sys_exit_bpf tracepoint, 32-bit calls need this second program
+ * on the raw tracepoint, which runs at every system call's exit; it is
+ * attached only if the kernel has ia32 emulation. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(bpfgate_audit_ia32, struct pt_regs *regs, long ret)
+{
+	if (BPF_CORE_READ(regs, orig_ax) != NR_BPF32)
+		return 0;
+	return on_exit32(regs, ret);
+}
+
+
