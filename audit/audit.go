@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,16 +41,19 @@ const ProgramPrefix = "bpfgate_audit"
 type Hook int
 
 const (
-	// HookAuto tries HookTracepoint, then HookRawTracepoint.
+	// HookAuto tries HookRawTracepoint, then HookTracepoint, where the
+	// kernel has ia32 emulation (32-bit system calls); the other way round
+	// where it has not.
 	HookAuto Hook = iota
 	// HookTracepoint attaches to syscalls:sys_exit_bpf: the program runs
 	// for bpf(2) only; other system calls pay the kernel's check of its
-	// bitmap of traced syscalls. Needs tracefs (or debugfs) to find the
-	// tracepoint.
+	// bitmap of traced syscalls. The tracepoint does not fire for 32-bit
+	// calls (int 0x80), which are not recorded. Needs tracefs (or debugfs)
+	// to find the tracepoint.
 	HookTracepoint
 	// HookRawTracepoint attaches a tp_btf program to raw_syscalls:sys_exit:
 	// the program runs at every system call's exit and returns at once for
-	// those that are not bpf(2).
+	// those that are not bpf(2), 64-bit or 32-bit.
 	HookRawTracepoint
 )
 
@@ -87,8 +91,7 @@ type Options struct {
 type Tracer struct {
 	coll    *ebpf.Collection
 	link    link.Link
-	compat  link.Link // compatProg's, with HookTracepoint and ia32 emulation
-	hasIA32 bool      // 32-bit calls are recorded
+	compat  bool // 32-bit calls are recorded
 	rd      *ringbuf.Reader
 	filters *ebpf.Map
 	dropped *ebpf.Map
@@ -123,7 +126,13 @@ func Open(opts Options) (*Tracer, error) {
 	if size < os.Getpagesize() || size&(size-1) != 0 {
 		return nil, fmt.Errorf("ring size %d: want a power of two of at least %d bytes", size, os.Getpagesize())
 	}
+	// The tracepoint costs other system calls less, but does not see
+	// 32-bit ones: where processes can make them, the raw tracepoint comes
+	// first.
 	hooks := []Hook{HookTracepoint, HookRawTracepoint}
+	if hasIA32() {
+		hooks = []Hook{HookRawTracepoint, HookTracepoint}
+	}
 	switch opts.Hook {
 	case HookAuto:
 	case HookTracepoint, HookRawTracepoint:
@@ -151,12 +160,8 @@ func open(h Hook, size int, names *delegate.Names, f Filter) (_ *Tracer, err err
 	if h == HookRawTracepoint {
 		prog = "bpfgate_audit_btf"
 	}
-	// The raw tracepoint's program records 32-bit calls itself; the
-	// tracepoint needs compatProg for them.
-	ia32 := hasIA32()
-	compat := ia32 && h == HookTracepoint
 	for name := range spec.Programs {
-		if name != prog && (name != compatProg || !compat) {
+		if name != prog {
 			delete(spec.Programs, name)
 		}
 	}
@@ -165,7 +170,7 @@ func open(h Hook, size int, names *delegate.Names, f Filter) (_ *Tracer, err err
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	t := &Tracer{coll: coll, filters: coll.Maps["filters"], dropped: coll.Maps["dropped"], dec: newDecoder(names), hook: h, hasIA32: ia32}
+	t := &Tracer{coll: coll, filters: coll.Maps["filters"], dropped: coll.Maps["dropped"], dec: newDecoder(names), hook: h}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -186,34 +191,42 @@ func open(h Hook, size int, names *delegate.Names, f Filter) (_ *Tracer, err err
 	if err != nil {
 		return nil, fmt.Errorf("attach: %w", err)
 	}
-	if compat {
-		t.compat, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[compatProg], AttachType: ebpf.AttachTraceRawTp})
-		if err != nil {
-			return nil, fmt.Errorf("attach the 32-bit bpf(2) recorder to sys_exit: %w", err)
-		}
-	}
+	t.compat = h == HookRawTracepoint && hasIA32()
 	return t, nil
 }
 
-// compatProg records 32-bit bpf(2) calls, which syscalls:sys_exit_bpf
-// does not see, from raw_syscalls:sys_exit.
-const compatProg = "bpfgate_audit_ia32"
-
-// hasIA32 says whether the kernel has a 32-bit bpf(2) (its entry point,
-// from CONFIG_IA32_EMULATION, is in its BTF). The kernel's BTF is read once
-// per process, and loading the tracer reads it anyway.
+// hasIA32 says whether processes can make 32-bit system calls: the kernel
+// has a 32-bit bpf(2) (its entry point, from CONFIG_IA32_EMULATION, is in
+// its BTF, which is read once per process and which loading the tracer
+// reads anyway) and was not booted with ia32_emulation off.
 func hasIA32() bool {
 	k, err := btf.LoadKernelSpec()
 	if err != nil {
 		return false
 	}
 	var fn *btf.Func
-	return k.TypeByName("__ia32_sys_bpf", &fn) == nil
+	if k.TypeByName("__ia32_sys_bpf", &fn) != nil {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return true
+	}
+	on := true
+	for _, arg := range strings.Fields(string(cmdline)) {
+		if v, ok := strings.CutPrefix(arg, "ia32_emulation="); ok {
+			// kstrtobool's false: 0, n, f (any case), off.
+			v = strings.ToLower(v)
+			on = !(strings.HasPrefix(v, "0") || strings.HasPrefix(v, "n") || strings.HasPrefix(v, "f") || v == "off")
+		}
+	}
+	return on
 }
 
 // Compat says whether 32-bit bpf(2) calls (int 0x80 and 32-bit programs)
-// are recorded too: the kernel has ia32 emulation.
-func (t *Tracer) Compat() bool { return t.hasIA32 }
+// are recorded too: with HookRawTracepoint, where the kernel has ia32
+// emulation.
+func (t *Tracer) Compat() bool { return t.compat }
 
 // Hook says where the tracer is attached.
 func (t *Tracer) Hook() Hook { return t.hook }
@@ -323,11 +336,9 @@ func (t *Tracer) Close() error {
 
 func (t *Tracer) close() error {
 	var errs []error
-	for _, l := range []*link.Link{&t.compat, &t.link} {
-		if *l != nil {
-			errs = append(errs, (*l).Close())
-			*l = nil
-		}
+	if t.link != nil {
+		errs = append(errs, t.link.Close())
+		t.link = nil
 	}
 	if t.rd != nil {
 		errs = append(errs, t.rd.Close())

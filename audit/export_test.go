@@ -17,7 +17,7 @@ func (t *Tracer) IDs() ([]ebpf.ProgramID, []link.ID, []ebpf.MapID, error) {
 		progs = append(progs, id)
 	}
 	var links []link.ID
-	for _, l := range []link.Link{t.link, t.compat} {
+	for _, l := range []link.Link{t.link} {
 		if l == nil {
 			continue
 		}

@@ -48,12 +48,11 @@ type tracerFilter struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tracerMapDropped           = "dropped"
-	tracerMapEvents            = "events"
-	tracerMapFilters           = "filters"
-	tracerProgBpfgateAuditBtf  = "bpfgate_audit_btf"
-	tracerProgBpfgateAuditIa32 = "bpfgate_audit_ia32"
-	tracerProgBpfgateAuditTp   = "bpfgate_audit_tp"
+	tracerMapDropped          = "dropped"
+	tracerMapEvents           = "events"
+	tracerMapFilters          = "filters"
+	tracerProgBpfgateAuditBtf = "bpfgate_audit_btf"
+	tracerProgBpfgateAuditTp  = "bpfgate_audit_tp"
 )
 
 // loadTracer returns the embedded CollectionSpec for tracer.
@@ -98,9 +97,8 @@ type tracerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerProgramSpecs struct {
-	BpfgateAuditBtf  *ebpf.ProgramSpec `ebpf:"bpfgate_audit_btf"`
-	BpfgateAuditIa32 *ebpf.ProgramSpec `ebpf:"bpfgate_audit_ia32"`
-	BpfgateAuditTp   *ebpf.ProgramSpec `ebpf:"bpfgate_audit_tp"`
+	BpfgateAuditBtf *ebpf.ProgramSpec `ebpf:"bpfgate_audit_btf"`
+	BpfgateAuditTp  *ebpf.ProgramSpec `ebpf:"bpfgate_audit_tp"`
 }
 
 // tracerMapSpecs contains maps before they are loaded into the kernel.
@@ -161,15 +159,13 @@ type tracerVariables struct {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerPrograms struct {
-	BpfgateAuditBtf  *ebpf.Program `ebpf:"bpfgate_audit_btf"`
-	BpfgateAuditIa32 *ebpf.Program `ebpf:"bpfgate_audit_ia32"`
-	BpfgateAuditTp   *ebpf.Program `ebpf:"bpfgate_audit_tp"`
+	BpfgateAuditBtf *ebpf.Program `ebpf:"bpfgate_audit_btf"`
+	BpfgateAuditTp  *ebpf.Program `ebpf:"bpfgate_audit_tp"`
 }
 
 func (p *tracerPrograms) Close() error {
 	return _TracerClose(
 		p.BpfgateAuditBtf,
-		p.BpfgateAuditIa32,
 		p.BpfgateAuditTp,
 	)
 }

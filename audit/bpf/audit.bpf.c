@@ -335,7 +335,9 @@ static __always_inline int on_exit32(struct pt_regs *regs, long ret)
 }
 
 /* The raw sys_exit tracepoint: runs on every system call's exit, 64-bit
- * and 32-bit. */
+ * and 32-bit, and so records both. (A second program on it next to the
+ * sys_exit_bpf tracepoint, for 32-bit calls only, costs other system calls
+ * both hooks' dispatch: +45 ns, where this one alone costs +21 ns.) */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(bpfgate_audit_btf, struct pt_regs *regs, long ret)
 {
@@ -347,16 +349,3 @@ int BPF_PROG(bpfgate_audit_btf, struct pt_regs *regs, long ret)
 		return on_exit32(regs, ret);
 	return 0;
 }
-
-/* With the sys_exit_bpf tracepoint, 32-bit calls need this second program
- * on the raw tracepoint, which runs at every system call's exit; it is
- * attached only if the kernel has ia32 emulation. */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(bpfgate_audit_ia32, struct pt_regs *regs, long ret)
-{
-	if (BPF_CORE_READ(regs, orig_ax) != NR_BPF32)
-		return 0;
-	return on_exit32(regs, ret);
-}
-
-
