@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/delegate"
 )
@@ -42,18 +43,18 @@ type Hook int
 
 const (
 	// HookAuto tries HookRawTracepoint, then HookTracepoint, where the
-	// kernel has ia32 emulation (32-bit system calls); the other way round
-	// where it has not.
+	// kernel takes ia32 or x32 system calls (see ABIs); the other way
+	// round where it does not.
 	HookAuto Hook = iota
 	// HookTracepoint attaches to syscalls:sys_exit_bpf: the program runs
 	// for bpf(2) only; other system calls pay the kernel's check of its
-	// bitmap of traced syscalls. The tracepoint does not fire for 32-bit
-	// calls (int 0x80), which are not recorded. Needs tracefs (or debugfs)
-	// to find the tracepoint.
+	// bitmap of traced syscalls. The tracepoint does not fire for ia32
+	// (int 0x80) and x32 calls, which are not recorded. Needs tracefs (or
+	// debugfs) to find the tracepoint.
 	HookTracepoint
 	// HookRawTracepoint attaches a tp_btf program to raw_syscalls:sys_exit:
 	// the program runs at every system call's exit and returns at once for
-	// those that are not bpf(2), 64-bit or 32-bit.
+	// those that are not bpf(2), through any ABI.
 	HookRawTracepoint
 )
 
@@ -91,7 +92,6 @@ type Options struct {
 type Tracer struct {
 	coll    *ebpf.Collection
 	link    link.Link
-	compat  bool // 32-bit calls are recorded
 	rd      *ringbuf.Reader
 	filters *ebpf.Map
 	dropped *ebpf.Map
@@ -127,10 +127,10 @@ func Open(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("ring size %d: want a power of two of at least %d bytes", size, os.Getpagesize())
 	}
 	// The tracepoint costs other system calls less, but does not see
-	// 32-bit ones: where processes can make them, the raw tracepoint comes
-	// first.
+	// ia32 and x32 ones: where processes can make them, the raw tracepoint
+	// comes first.
 	hooks := []Hook{HookTracepoint, HookRawTracepoint}
-	if hasIA32() {
+	if len(ABIs()) > 1 {
 		hooks = []Hook{HookRawTracepoint, HookTracepoint}
 	}
 	switch opts.Hook {
@@ -191,14 +191,37 @@ func open(h Hook, size int, names *delegate.Names, f Filter) (_ *Tracer, err err
 	if err != nil {
 		return nil, fmt.Errorf("attach: %w", err)
 	}
-	t.compat = h == HookRawTracepoint && hasIA32()
 	return t, nil
 }
+
+// System call ABIs, as Event.ABI and ABIs name them.
+const (
+	ABIX8664 = "x86_64" // the 64-bit ABI: Event.ABI is empty
+	ABIIA32  = "ia32"   // 32-bit calls: int 0x80, sysenter, 32-bit programs
+	ABIX32   = "x32"    // the x32 ABI: 64-bit registers, 32-bit pointers
+)
+
+// ABIs lists the system call ABIs through which this kernel lets processes
+// call bpf(2): x86_64, and ia32 and x32 where it has them.
+func ABIs() []string { return kernelABIs() }
+
+var kernelABIs = sync.OnceValue(func() []string {
+	abis := []string{ABIX8664}
+	if hasIA32() {
+		abis = append(abis, ABIIA32)
+	}
+	if hasX32() {
+		abis = append(abis, ABIX32)
+	}
+	return abis
+})
 
 // hasIA32 says whether processes can make 32-bit system calls: the kernel
 // has a 32-bit bpf(2) (its entry point, from CONFIG_IA32_EMULATION, is in
 // its BTF, which is read once per process and which loading the tracer
-// reads anyway) and was not booted with ia32_emulation off.
+// reads anyway) and was not booted with ia32_emulation off. (A kernel
+// built to default to off, CONFIG_IA32_EMULATION_DEFAULT_DISABLED, is
+// taken as on: it errs towards the hook that sees more.)
 func hasIA32() bool {
 	k, err := btf.LoadKernelSpec()
 	if err != nil {
@@ -223,10 +246,25 @@ func hasIA32() bool {
 	return on
 }
 
-// Compat says whether 32-bit bpf(2) calls (int 0x80 and 32-bit programs)
-// are recorded too: with HookRawTracepoint, where the kernel has ia32
-// emulation.
-func (t *Tracer) Compat() bool { return t.compat }
+// hasX32 says whether the kernel takes x32 system calls, by making one:
+// getpid with the x32 bit. Kernels without CONFIG_X86_X32_ABI, and
+// Debian's unless booted with syscall.x32=y, answer ENOSYS; any other
+// answer (a seccomp filter's EPERM, say) is taken as yes.
+func hasX32() bool {
+	const x32Bit = 0x40000000
+	_, _, errno := unix.RawSyscall(x32Bit|unix.SYS_GETPID, 0, 0, 0)
+	return errno != unix.ENOSYS
+}
+
+// ABIs lists the system call ABIs whose bpf(2) calls the tracer records,
+// of those ABIs() lists: all of them with HookRawTracepoint, x86_64 alone
+// with HookTracepoint (the syscall tracepoints skip the others).
+func (t *Tracer) ABIs() []string {
+	if t.hook == HookRawTracepoint {
+		return ABIs()
+	}
+	return []string{ABIX8664}
+}
 
 // Hook says where the tracer is attached.
 func (t *Tracer) Hook() Hook { return t.hook }

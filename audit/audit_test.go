@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -297,8 +298,8 @@ func TestWorkload(t *testing.T) {
 				if time.Since(e.Time) > time.Minute || time.Since(e.Time) < 0 {
 					t.Errorf("event %d: time %v", i, e.Time)
 				}
-				if e.Compat {
-					t.Errorf("event %d: compat set on a 64-bit call", i)
+				if e.ABI != "" {
+					t.Errorf("event %d: ABI %q on an x86-64 call", i, e.ABI)
 				}
 				if i == 2 {
 					if e.Token != nil || e.Errno != "EPERM" {
@@ -321,37 +322,57 @@ func TestWorkload(t *testing.T) {
 	}
 }
 
-// TestCompat: 32-bit bpf(2) calls (int 0x80 from a 64-bit process, which a
-// container's seccomp profile may allow), made with a delegated workload's
-// token in its user namespace, are recorded like 64-bit ones, with compat
-// set, by the raw tracepoint, which HookAuto picks where the kernel has
-// ia32 emulation; the tracepoint hook says it does not see them.
+// compatHelperEnv names a prebuilt testdata/compat_bpf (built with
+// -static), for where there is no C compiler (test/kernels' VMs).
+const compatHelperEnv = "BPFGATE_TEST_COMPAT_BPF"
+
+// TestCompat: bpf(2) calls through the other ABIs, ia32 (int 0x80 from a
+// 64-bit process, which a container's seccomp profile may allow) and x32
+// (where the kernel takes them: test/kernels boots Debian's 6.12 with
+// syscall.x32=y), made with a delegated workload's token in its user
+// namespace, are recorded like 64-bit ones, with their ABI (and x32 ones
+// where the kernel has no x32, as attempts in vain), by the raw tracepoint, which HookAuto picks where the kernel has such ABIs; the
+// tracepoint hook says it does not see them.
 func TestCompat(t *testing.T) {
 	testutil.RequireRoot(t)
 	if _, err := os.Stat("/proc/sys/abi/vsyscall32"); err != nil {
 		testutil.Skip(t, "no ia32 emulation: "+err.Error())
 	}
-	helper := filepath.Join(t.TempDir(), "compat_bpf")
-	if out, err := exec.Command("cc", "-O2", "-o", helper, "testdata/compat_bpf.c").CombinedOutput(); err != nil {
-		testutil.Skip(t, fmt.Sprintf("build testdata/compat_bpf.c (needs a C compiler): %v: %s", err, out))
+	helper := os.Getenv(compatHelperEnv)
+	if helper == "" {
+		helper = filepath.Join(t.TempDir(), "compat_bpf")
+		if out, err := exec.Command("cc", "-O2", "-o", helper, "testdata/compat_bpf.c").CombinedOutput(); err != nil {
+			testutil.Skip(t, fmt.Sprintf("build testdata/compat_bpf.c (needs a C compiler): %v: %s", err, out))
+		}
 	}
-	if tr := open(t, audit.Options{Hook: audit.HookTracepoint}); tr.Compat() {
-		t.Error("the tracepoint hook claims to record 32-bit calls")
+	abis := audit.ABIs()
+	x32 := slices.Contains(abis, audit.ABIX32)
+	t.Logf("kernel ABIs: %v", abis)
+	if !slices.Contains(abis, audit.ABIIA32) {
+		t.Fatalf("ABIs() %v lacks ia32 on a kernel with /proc/sys/abi/vsyscall32", abis)
+	}
+	if tr := open(t, audit.Options{Hook: audit.HookTracepoint}); !slices.Equal(tr.ABIs(), []string{audit.ABIX8664}) {
+		t.Errorf("the tracepoint hook claims to record %v", tr.ABIs())
 	}
 	for _, hook := range []audit.Hook{audit.HookAuto, audit.HookRawTracepoint} {
 		t.Run(hook.String(), func(t *testing.T) {
 			tr := open(t, audit.Options{Hook: hook})
-			if !tr.Compat() || tr.Hook() != audit.HookRawTracepoint {
-				t.Fatalf("hook %v, Compat() %v on a kernel with ia32 emulation", tr.Hook(), tr.Compat())
+			if !slices.Equal(tr.ABIs(), abis) || tr.Hook() != audit.HookRawTracepoint {
+				t.Fatalf("hook %v records %v on a kernel with %v", tr.Hook(), tr.ABIs(), abis)
 			}
 			s := startWorkloadMode(t, "compat")
 			out, err := exec.Command(helper, strconv.Itoa(int(s.pid)), strconv.Itoa(compatTokenFD)).CombinedOutput()
 			if err != nil {
 				t.Fatalf("compat_bpf: %v: %s", err, out)
 			}
+			// An fd and -EPERM through ia32; through x32 the same, or
+			// -ENOSYS twice where the kernel has no x32.
 			rets := strings.Fields(string(out))
-			if len(rets) != 2 || rets[0] == "-1" || rets[1] != "-1" {
-				t.Fatalf("compat_bpf returned %q, want an fd and -1 (EPERM)", rets)
+			if len(rets) != 4 || rets[0] == "-1" || rets[1] != "-1" {
+				t.Fatalf("compat_bpf returned %q, want an fd and -1 (EPERM) through ia32", rets)
+			}
+			if x32 != (rets[2] != "-38") || (x32 && (strings.HasPrefix(rets[2], "-") || rets[3] != "-1")) {
+				t.Fatalf("compat_bpf returned %q through x32, on a kernel whose ABIs are %v", rets[2:], abis)
 			}
 			s.run(t)
 			var got []*audit.Event
@@ -361,9 +382,16 @@ func TestCompat(t *testing.T) {
 				}
 			}
 			type row struct {
-				typ, outcome, reason string
+				abi, typ, outcome, reason string
 			}
-			want := []row{{"hash", "ok", ""}, {"ringbuf", "denied", "map type ringbuf not delegated"}}
+			want := []row{{"ia32", "hash", "ok", ""}, {"ia32", "ringbuf", "denied", "map type ringbuf not delegated"}}
+			if x32 {
+				want = append(want, row{"x32", "hash", "ok", ""}, row{"x32", "ringbuf", "denied", "map type ringbuf not delegated"})
+			} else {
+				// Attempts still: recorded, and said to be in vain.
+				no := "the kernel takes no x32 system calls"
+				want = append(want, row{"x32", "hash", "failed", no}, row{"x32", "ringbuf", "failed", no})
+			}
 			if len(got) != len(want) {
 				for _, e := range got {
 					t.Logf("%+v", e)
@@ -372,17 +400,20 @@ func TestCompat(t *testing.T) {
 			}
 			for i, w := range want {
 				e := got[i]
-				if !e.Compat || e.Cmd != "map_create" || e.MapType != w.typ || e.Outcome != w.outcome || e.Reason != w.reason ||
+				if e.ABI != w.abi || e.Cmd != "map_create" || e.MapType != w.typ || e.Outcome != w.outcome || e.Reason != w.reason ||
 					e.Name != "audit_compat" || e.Token == nil || e.Token.UserNS != s.userns || e.Token.FD < 0 {
-					t.Errorf("event %d: %+v (token %+v), want compat map_create %+v", i, e, e.Token, w)
+					t.Errorf("event %d: %+v (token %+v), want map_create %+v", i, e, e.Token, w)
+				}
+				if w.outcome == "ok" && e.MapID == 0 {
+					t.Errorf("event %d: no map id", i)
 				}
 				j, err := json.Marshal(e)
-				if err != nil || !strings.Contains(string(j), `"compat":true`) {
-					t.Errorf("event %d: JSON %s, %v: no \"compat\":true", i, j, err)
+				if err != nil || !strings.Contains(string(j), `"abi":"`+w.abi+`"`) {
+					t.Errorf("event %d: JSON %s, %v: no \"abi\":%q", i, j, err, w.abi)
 				}
 			}
-			if got[0].MapID == 0 {
-				t.Errorf("hash map: no id")
+			if x32 {
+				t.Log("x32 calls recorded")
 			}
 		})
 	}

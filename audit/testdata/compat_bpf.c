@@ -1,12 +1,15 @@
-// compat_bpf makes 32-bit bpf(BPF_MAP_CREATE) calls through int 0x80 (the
-// i386 number, 357) from a 64-bit process, with the BPF token of a
-// delegated workload, for TestCompat. bpfgate's sandbox refuses 32-bit
-// system calls, so the workload cannot make them itself: this helper, run
-// by root, takes the workload's token (pidfd_getfd) and joins its user
-// namespace, where it has what the workload would have with the token, then
-// asks for a hash map (delegated) and a ringbuf (not). int 0x80 passes
-// 32-bit pointers: the attr lives below 4 GiB (MAP_32BIT). It prints each
-// call's return value.
+// compat_bpf makes bpf(BPF_MAP_CREATE) calls through the other system call
+// ABIs of x86-64 from a 64-bit process, with the BPF token of a delegated
+// workload, for TestCompat: ia32 (int 0x80, the i386 number 357) and x32
+// (the syscall instruction, the 64-bit number 321 with bit 30 set).
+// bpfgate's sandbox refuses both, so the workload cannot make them itself:
+// this helper, run by root, takes the workload's token (pidfd_getfd) and
+// joins its user namespace, where it has what the workload would have with
+// the token, then asks through each ABI for a hash map (delegated) and a
+// ringbuf (not). int 0x80 passes 32-bit pointers: the attr lives below
+// 4 GiB (MAP_32BIT), as it would in an x32 process. It prints each call's
+// raw return value (an fd, or -errno: -38 is ENOSYS, a kernel without the
+// ABI), one per line: ia32 hash, ia32 ringbuf, x32 hash, x32 ringbuf.
 //
 // Usage: compat_bpf PID TOKEN_FD
 #define _GNU_SOURCE
@@ -19,10 +22,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static long map_create32(unsigned char *attr, unsigned int type, int token)
+#define NR_BPF32 357
+#define NR_BPF_X32 (0x40000000 | 321)
+
+static void map_attr(unsigned char *attr, unsigned int type, int token)
 {
 	unsigned int v;
-	long ret;
 
 	memset(attr, 0, 128);
 	v = type, memcpy(attr + 0, &v, 4);      /* map_type */
@@ -33,10 +38,29 @@ static long map_create32(unsigned char *attr, unsigned int type, int token)
 	v = 1U << 16, memcpy(attr + 16, &v, 4); /* map_flags: BPF_F_TOKEN_FD */
 	memcpy(attr + 28, "audit_compat", 12);  /* map_name */
 	memcpy(attr + 76, &token, 4);           /* map_token_fd */
+}
+
+static long map_create_ia32(unsigned char *attr, unsigned int type, int token)
+{
+	long ret;
+
+	map_attr(attr, type, token);
 	__asm__ volatile("int $0x80"
 			 : "=a"(ret)
-			 : "a"(357), "b"(0), "c"((unsigned int)(unsigned long)attr), "d"(80)
+			 : "a"(NR_BPF32), "b"(0), "c"((unsigned int)(unsigned long)attr), "d"(80)
 			 : "memory");
+	return ret;
+}
+
+static long map_create_x32(unsigned char *attr, unsigned int type, int token)
+{
+	long ret;
+
+	map_attr(attr, type, token);
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"((long)NR_BPF_X32), "D"(0L), "S"((long)attr), "d"(80L)
+			 : "rcx", "r11", "memory");
 	return ret;
 }
 
@@ -59,7 +83,9 @@ int main(int argc, char **argv)
 	unsigned char *attr = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
 	if (attr == MAP_FAILED)
 		return perror("mmap"), 3;
-	printf("%ld\n", map_create32(attr, 1, token));  /* hash */
-	printf("%ld\n", map_create32(attr, 27, token)); /* ringbuf */
+	printf("%ld\n", map_create_ia32(attr, 1, token));  /* hash */
+	printf("%ld\n", map_create_ia32(attr, 27, token)); /* ringbuf */
+	printf("%ld\n", map_create_x32(attr, 1, token));
+	printf("%ld\n", map_create_x32(attr, 27, token));
 	return 0;
 }
