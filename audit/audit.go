@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/delegate"
 )
@@ -39,16 +42,19 @@ const ProgramPrefix = "bpfgate_audit"
 type Hook int
 
 const (
-	// HookAuto tries HookTracepoint, then HookRawTracepoint.
+	// HookAuto tries HookRawTracepoint, then HookTracepoint, where the
+	// kernel takes ia32 or x32 system calls (see ABIs); the other way
+	// round where it does not.
 	HookAuto Hook = iota
 	// HookTracepoint attaches to syscalls:sys_exit_bpf: the program runs
 	// for bpf(2) only; other system calls pay the kernel's check of its
-	// bitmap of traced syscalls. Needs tracefs (or debugfs) to find the
-	// tracepoint.
+	// bitmap of traced syscalls. The tracepoint does not fire for ia32
+	// (int 0x80) and x32 calls, which are not recorded. Needs tracefs (or
+	// debugfs) to find the tracepoint.
 	HookTracepoint
 	// HookRawTracepoint attaches a tp_btf program to raw_syscalls:sys_exit:
 	// the program runs at every system call's exit and returns at once for
-	// those that are not bpf(2).
+	// those that are not bpf(2), through any ABI.
 	HookRawTracepoint
 )
 
@@ -120,7 +126,13 @@ func Open(opts Options) (*Tracer, error) {
 	if size < os.Getpagesize() || size&(size-1) != 0 {
 		return nil, fmt.Errorf("ring size %d: want a power of two of at least %d bytes", size, os.Getpagesize())
 	}
+	// The tracepoint costs other system calls less, but does not see
+	// ia32 and x32 ones: where processes can make them, the raw tracepoint
+	// comes first.
 	hooks := []Hook{HookTracepoint, HookRawTracepoint}
+	if len(ABIs()) > 1 {
+		hooks = []Hook{HookRawTracepoint, HookTracepoint}
+	}
 	switch opts.Hook {
 	case HookAuto:
 	case HookTracepoint, HookRawTracepoint:
@@ -180,6 +192,78 @@ func open(h Hook, size int, names *delegate.Names, f Filter) (_ *Tracer, err err
 		return nil, fmt.Errorf("attach: %w", err)
 	}
 	return t, nil
+}
+
+// System call ABIs, as Event.ABI and ABIs name them.
+const (
+	ABIX8664 = "x86_64" // the 64-bit ABI: Event.ABI is empty
+	ABIIA32  = "ia32"   // 32-bit calls: int 0x80, sysenter, 32-bit programs
+	ABIX32   = "x32"    // the x32 ABI: 64-bit registers, 32-bit pointers
+)
+
+// ABIs lists the system call ABIs through which this kernel lets processes
+// call bpf(2): x86_64, and ia32 and x32 where it has them.
+func ABIs() []string { return kernelABIs() }
+
+var kernelABIs = sync.OnceValue(func() []string {
+	abis := []string{ABIX8664}
+	if hasIA32() {
+		abis = append(abis, ABIIA32)
+	}
+	if hasX32() {
+		abis = append(abis, ABIX32)
+	}
+	return abis
+})
+
+// hasIA32 says whether processes can make 32-bit system calls: the kernel
+// has a 32-bit bpf(2) (its entry point, from CONFIG_IA32_EMULATION, is in
+// its BTF, which is read once per process and which loading the tracer
+// reads anyway) and was not booted with ia32_emulation off. (A kernel
+// built to default to off, CONFIG_IA32_EMULATION_DEFAULT_DISABLED, is
+// taken as on: it errs towards the hook that sees more.)
+func hasIA32() bool {
+	k, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var fn *btf.Func
+	if k.TypeByName("__ia32_sys_bpf", &fn) != nil {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return true
+	}
+	on := true
+	for _, arg := range strings.Fields(string(cmdline)) {
+		if v, ok := strings.CutPrefix(arg, "ia32_emulation="); ok {
+			// kstrtobool's false: 0, n, f (any case), off.
+			v = strings.ToLower(v)
+			on = !(strings.HasPrefix(v, "0") || strings.HasPrefix(v, "n") || strings.HasPrefix(v, "f") || v == "off")
+		}
+	}
+	return on
+}
+
+// hasX32 says whether the kernel takes x32 system calls, by making one:
+// getpid with the x32 bit. Kernels without CONFIG_X86_X32_ABI, and
+// Debian's unless booted with syscall.x32=y, answer ENOSYS; any other
+// answer (a seccomp filter's EPERM, say) is taken as yes.
+func hasX32() bool {
+	const x32Bit = 0x40000000
+	_, _, errno := unix.RawSyscall(x32Bit|unix.SYS_GETPID, 0, 0, 0)
+	return errno != unix.ENOSYS
+}
+
+// ABIs lists the system call ABIs whose bpf(2) calls the tracer records,
+// of those ABIs() lists: all of them with HookRawTracepoint, x86_64 alone
+// with HookTracepoint (the syscall tracepoints skip the others).
+func (t *Tracer) ABIs() []string {
+	if t.hook == HookRawTracepoint {
+		return ABIs()
+	}
+	return []string{ABIX8664}
 }
 
 // Hook says where the tracer is attached.

@@ -2,11 +2,14 @@ package audit_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +31,9 @@ import (
 
 const workloadEnv = "BPFGATE_AUDIT_TEST_WORKLOAD"
 
+// compatTokenFD is where the workload in mode "compat" keeps its token.
+const compatTokenFD = 100
+
 // manyCalls is how many calls the workload makes in mode "many".
 const manyCalls = 500
 
@@ -46,6 +52,20 @@ func workload() int {
 	if err := unix.Stat("/proc/self/ns/user", &st); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 3
+	}
+	if os.Getenv(workloadEnv) == "compat" {
+		// Holds a token at compatTokenFD for compat_bpf until its go.
+		tok, err := token.Create("/sys/fs/bpf")
+		if err == nil {
+			err = unix.Dup2(tok.FD(), compatTokenFD)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 3
+		}
+		fmt.Println(st.Ino)
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		return 0
 	}
 	fmt.Println(st.Ino)
 	bufio.NewReader(os.Stdin).ReadString('\n')
@@ -278,6 +298,9 @@ func TestWorkload(t *testing.T) {
 				if time.Since(e.Time) > time.Minute || time.Since(e.Time) < 0 {
 					t.Errorf("event %d: time %v", i, e.Time)
 				}
+				if e.ABI != "" {
+					t.Errorf("event %d: ABI %q on an x86-64 call", i, e.ABI)
+				}
 				if i == 2 {
 					if e.Token != nil || e.Errno != "EPERM" {
 						t.Errorf("no-token call: token %+v, errno %q", e.Token, e.Errno)
@@ -294,6 +317,103 @@ func TestWorkload(t *testing.T) {
 			}
 			if n, err := tr.Dropped(); err != nil || n != 0 {
 				t.Errorf("dropped %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// compatHelperEnv names a prebuilt testdata/compat_bpf (built with
+// -static), for where there is no C compiler (test/kernels' VMs).
+const compatHelperEnv = "BPFGATE_TEST_COMPAT_BPF"
+
+// TestCompat: bpf(2) calls through the other ABIs, ia32 (int 0x80 from a
+// 64-bit process, which a container's seccomp profile may allow) and x32
+// (where the kernel takes them: test/kernels boots Debian's 6.12 with
+// syscall.x32=y), made with a delegated workload's token in its user
+// namespace, are recorded like 64-bit ones, with their ABI (and x32 ones
+// where the kernel has no x32, as attempts in vain), by the raw tracepoint, which HookAuto picks where the kernel has such ABIs; the
+// tracepoint hook says it does not see them.
+func TestCompat(t *testing.T) {
+	testutil.RequireRoot(t)
+	if _, err := os.Stat("/proc/sys/abi/vsyscall32"); err != nil {
+		testutil.Skip(t, "no ia32 emulation: "+err.Error())
+	}
+	helper := os.Getenv(compatHelperEnv)
+	if helper == "" {
+		helper = filepath.Join(t.TempDir(), "compat_bpf")
+		if out, err := exec.Command("cc", "-O2", "-o", helper, "testdata/compat_bpf.c").CombinedOutput(); err != nil {
+			testutil.Skip(t, fmt.Sprintf("build testdata/compat_bpf.c (needs a C compiler): %v: %s", err, out))
+		}
+	}
+	abis := audit.ABIs()
+	x32 := slices.Contains(abis, audit.ABIX32)
+	t.Logf("kernel ABIs: %v", abis)
+	if !slices.Contains(abis, audit.ABIIA32) {
+		t.Fatalf("ABIs() %v lacks ia32 on a kernel with /proc/sys/abi/vsyscall32", abis)
+	}
+	if tr := open(t, audit.Options{Hook: audit.HookTracepoint}); !slices.Equal(tr.ABIs(), []string{audit.ABIX8664}) {
+		t.Errorf("the tracepoint hook claims to record %v", tr.ABIs())
+	}
+	for _, hook := range []audit.Hook{audit.HookAuto, audit.HookRawTracepoint} {
+		t.Run(hook.String(), func(t *testing.T) {
+			tr := open(t, audit.Options{Hook: hook})
+			if !slices.Equal(tr.ABIs(), abis) || tr.Hook() != audit.HookRawTracepoint {
+				t.Fatalf("hook %v records %v on a kernel with %v", tr.Hook(), tr.ABIs(), abis)
+			}
+			s := startWorkloadMode(t, "compat")
+			out, err := exec.Command(helper, strconv.Itoa(int(s.pid)), strconv.Itoa(compatTokenFD)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("compat_bpf: %v: %s", err, out)
+			}
+			// An fd and -EPERM through ia32; through x32 the same, or
+			// -ENOSYS twice where the kernel has no x32.
+			rets := strings.Fields(string(out))
+			if len(rets) != 4 || rets[0] == "-1" || rets[1] != "-1" {
+				t.Fatalf("compat_bpf returned %q, want an fd and -1 (EPERM) through ia32", rets)
+			}
+			if x32 != (rets[2] != "-38") || (x32 && (strings.HasPrefix(rets[2], "-") || rets[3] != "-1")) {
+				t.Fatalf("compat_bpf returned %q through x32, on a kernel whose ABIs are %v", rets[2:], abis)
+			}
+			s.run(t)
+			var got []*audit.Event
+			for _, e := range drain(t, tr) {
+				if e.UserNS == s.userns {
+					got = append(got, e)
+				}
+			}
+			type row struct {
+				abi, typ, outcome, reason string
+			}
+			want := []row{{"ia32", "hash", "ok", ""}, {"ia32", "ringbuf", "denied", "map type ringbuf not delegated"}}
+			if x32 {
+				want = append(want, row{"x32", "hash", "ok", ""}, row{"x32", "ringbuf", "denied", "map type ringbuf not delegated"})
+			} else {
+				// Attempts still: recorded, and said to be in vain.
+				no := "the kernel takes no x32 system calls"
+				want = append(want, row{"x32", "hash", "failed", no}, row{"x32", "ringbuf", "failed", no})
+			}
+			if len(got) != len(want) {
+				for _, e := range got {
+					t.Logf("%+v", e)
+				}
+				t.Fatalf("%d events, want %d", len(got), len(want))
+			}
+			for i, w := range want {
+				e := got[i]
+				if e.ABI != w.abi || e.Cmd != "map_create" || e.MapType != w.typ || e.Outcome != w.outcome || e.Reason != w.reason ||
+					e.Name != "audit_compat" || e.Token == nil || e.Token.UserNS != s.userns || e.Token.FD < 0 {
+					t.Errorf("event %d: %+v (token %+v), want map_create %+v", i, e, e.Token, w)
+				}
+				if w.outcome == "ok" && e.MapID == 0 {
+					t.Errorf("event %d: no map id", i)
+				}
+				j, err := json.Marshal(e)
+				if err != nil || !strings.Contains(string(j), `"abi":"`+w.abi+`"`) {
+					t.Errorf("event %d: JSON %s, %v: no \"abi\":%q", i, j, err, w.abi)
+				}
+			}
+			if x32 {
+				t.Log("x32 calls recorded")
 			}
 		})
 	}
@@ -354,9 +474,9 @@ func TestClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog, lnk, maps, err := tr.IDs()
-	if err != nil || prog == 0 || lnk == 0 || len(maps) != 3 {
-		t.Fatalf("ids %v %v %v: %v", prog, lnk, maps, err)
+	progs, lnks, maps, err := tr.IDs()
+	if err != nil || len(progs) != 1 || len(lnks) != 1 || len(maps) != 3 {
+		t.Fatalf("ids %v %v %v: %v", progs, lnks, maps, err)
 	}
 	read := make(chan error, 1)
 	go func() {
@@ -386,13 +506,17 @@ func TestClose(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		left := []string{}
-		if l, err := link.NewFromID(lnk); err == nil {
-			l.Close()
-			left = append(left, fmt.Sprintf("link %d", lnk))
+		for _, id := range lnks {
+			if l, err := link.NewFromID(id); err == nil {
+				l.Close()
+				left = append(left, fmt.Sprintf("link %d", id))
+			}
 		}
-		if p, err := ebpf.NewProgramFromID(prog); err == nil {
-			p.Close()
-			left = append(left, fmt.Sprintf("program %d", prog))
+		for _, id := range progs {
+			if p, err := ebpf.NewProgramFromID(id); err == nil {
+				p.Close()
+				left = append(left, fmt.Sprintf("program %d", id))
+			}
 		}
 		for _, id := range maps {
 			if m, err := ebpf.NewMapFromID(id); err == nil {

@@ -36,7 +36,20 @@ const (
 const (
 	evToken  = 1
 	evObject = 2
+	evCompat = 4 // an i386 call
+	evX32    = 8 // an x32 call
 )
+
+// abiOf names the ABI the record's flags give.
+func abiOf(flags uint32) string {
+	switch {
+	case flags&evCompat != 0:
+		return "ia32"
+	case flags&evX32 != 0:
+		return "x32"
+	}
+	return ""
+}
 
 // Outcomes of a call.
 const (
@@ -55,6 +68,10 @@ type Event struct {
 	UID      uint32    `json:"uid"` // host uid
 	UserNS   uint32    `json:"userns"`
 	CgroupID uint64    `json:"cgroup_id"` // cgroup v2 id
+	// ABI is the system call ABI of a call that did not come through the
+	// x86-64 one: "ia32" (int 0x80, or a 32-bit program) or "x32". The
+	// same bpf(2), through another entry point; empty for x86-64.
+	ABI string `json:"abi,omitempty"`
 
 	// Cmd is the command's kernel name (map_create, prog_load, ...).
 	Cmd string `json:"cmd"`
@@ -187,6 +204,7 @@ func (d *decoder) decode(r *tracerEvent) *Event {
 		CmdValue: r.Cmd,
 		Ret:      r.Ret,
 		TokenFD:  r.TokenFd,
+		ABI:      abiOf(r.Flags),
 	}
 	object := r.Flags&evObject != 0
 	switch r.Cmd {
@@ -254,6 +272,11 @@ func (d *decoder) verdict(e *Event) (outcome, errno, reason string) {
 	outcome = OutcomeFailed
 	if en == unix.EPERM {
 		outcome = OutcomeDenied
+	}
+	// An attempt through an ABI the kernel was built or booted without
+	// (x32, mostly): worth recording, and nothing to explain with masks.
+	if e.ABI != "" && en == unix.ENOSYS {
+		return outcome, errno, fmt.Sprintf("the kernel takes no %s system calls", e.ABI)
 	}
 	// A token the call passed: the kernel ignores it (and falls back to the
 	// caller's capabilities in the host, which a workload lacks) when its

@@ -25,6 +25,7 @@ type raw struct {
 	objAtt   uint32
 	objID    uint32
 	tokenDev uint32
+	abi      uint32 // evCompat, evX32
 }
 
 func (r raw) event() *tracerEvent {
@@ -43,6 +44,7 @@ func (r raw) event() *tracerEvent {
 		}
 		copy(e.Attr[off:off+nameLen], r.name)
 	}
+	e.Flags |= r.abi
 	copy(e.Comm[:], []int8{'l', 'o', 'a', 'd', 'e', 'r'})
 	if r.token != nil {
 		e.Flags |= evToken
@@ -131,6 +133,24 @@ func TestDecode(t *testing.T) {
 			"200", OutcomeDenied, "map type 200 not delegated", func(t *testing.T, e *Event) {
 				if e.Name != "a?b" {
 					t.Errorf("name %q", e.Name)
+				}
+			}},
+		{"ia32", raw{cmd: cmdMapCreate, ret: eperm, fields: map[int]uint32{offMapType: 27}, token: &demo, abi: evCompat},
+			"ringbuf", OutcomeDenied, "map type ringbuf not delegated", func(t *testing.T, e *Event) {
+				if e.ABI != "ia32" {
+					t.Errorf("ABI %q", e.ABI)
+				}
+			}},
+		{"x32 on a kernel without it", raw{cmd: cmdMapCreate, ret: -int64(unix.ENOSYS), fields: map[int]uint32{offMapType: 27}, token: &demo, abi: evX32},
+			"ringbuf", OutcomeFailed, "the kernel takes no x32 system calls", func(t *testing.T, e *Event) {
+				if e.ABI != "x32" || e.Errno != "ENOSYS" {
+					t.Errorf("ABI %q errno %q", e.ABI, e.Errno)
+				}
+			}},
+		{"x86-64 ENOSYS is no ABI's", raw{cmd: cmdMapCreate, ret: -int64(unix.ENOSYS), fields: map[int]uint32{offMapType: 1}, token: &demo},
+			"hash", OutcomeFailed, "function not implemented", func(t *testing.T, e *Event) {
+				if e.ABI != "" {
+					t.Errorf("ABI %q", e.ABI)
 				}
 			}},
 		{"unknown errno", raw{cmd: cmdMapCreate, ret: -4000, fields: map[int]uint32{offMapType: 1}, token: &demo},

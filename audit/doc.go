@@ -9,12 +9,14 @@
 // delegated"), "capability missing" when the delegation covers the call, or
 // "no token".
 //
-// A BPF program at the exit of bpf(2) (the syscalls:sys_exit_bpf
-// tracepoint, or tp_btf sys_exit where there is no tracefs) reads the call's
-// attr, resolves the token fd and the fd of the object it created through
+// A BPF program at the exit of bpf(2) reads the call's attr, resolves the token fd and the fd of the object it created through
 // CO-RE reads of the kernel's structures, and writes a record to a ring
 // buffer. A full ring buffer drops records, counted by Dropped. Filters (pid,
-// user namespace, cgroup) apply in the kernel.
+// user namespace, cgroup) apply in the kernel. The program runs at every
+// system call's exit (tp_btf sys_exit) where the kernel takes ia32 or x32
+// system calls (ABIs), and records bpf(2) through each ABI (Event.ABI);
+// elsewhere on the syscalls:sys_exit_bpf tracepoint, which costs other
+// system calls less and does not see those ABIs (Tracer.ABIs).
 //
 // The tracer needs root and amd64. It sees what the kernel did, but reads
 // the attr from the caller's memory after the call: for a call that fails, a

@@ -3,7 +3,8 @@
 # system call: getppid, a bpf() call it does not record (MAP_LOOKUP_ELEM)
 # and one it records in full (a token MAP_CREATE the kernel refuses), timed
 # in a sandboxed workload without the tracer and with each of its hooks
-# (tracepoint syscalls:sys_exit_bpf, tp_btf sys_exit), interleaved, in one
+# (tracepoint syscalls:sys_exit_bpf; tp_btf sys_exit, the default where the
+# kernel takes ia32 or x32 system calls), interleaved, in one
 # run; first with the events read after the workload (the tracer's own
 # cost), then read while it runs (a reader competing for the machine). The
 # speed targets (issue 13): at most +500 ns per recorded bpf() call, at most

@@ -27,6 +27,8 @@ typedef __u32 __wsum;
 #pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
 
 struct pt_regs {
+	unsigned long bx;
+	unsigned long cx;
 	unsigned long di;
 	unsigned long si;
 	unsigned long dx;
@@ -87,7 +89,12 @@ struct files_struct {
 	struct fdtable *fdt;
 };
 
+struct thread_info {
+	__u32 status;
+};
+
 struct task_struct {
+	struct thread_info thread_info;
 	const struct cred *cred;
 	struct files_struct *files;
 };

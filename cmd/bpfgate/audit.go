@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,7 +112,12 @@ container (found as bpfgate doctor --container finds it). See docs/audit.md.`,
 			if !w.json {
 				w.header()
 			}
-			fmt.Fprintf(os.Stderr, "bpfgate: audit: recording bpf() calls (%s); SIGINT or SIGTERM ends it\n", tr.Hook())
+			fmt.Fprintf(os.Stderr, "bpfgate: audit: recording bpf() calls through %s (%s); SIGINT or SIGTERM ends it\n",
+				strings.Join(tr.ABIs(), ", "), tr.Hook())
+			if unseen := unseenABIs(tr); len(unseen) > 0 {
+				fmt.Fprintf(os.Stderr, "bpfgate: audit: warning: this kernel also takes %s system calls, which the %s does not see: bpf() calls through them are not recorded\n",
+					strings.Join(unseen, " and "), tr.Hook())
+			}
 			err = recordAudit(ctx, tr, w, nil)
 			fmt.Fprintf(os.Stderr, "bpfgate: audit: %d events recorded, %d dropped\n", w.events, w.dropped)
 			return err
@@ -125,6 +131,18 @@ container (found as bpfgate doctor --container finds it). See docs/audit.md.`,
 	fl.StringVar(&runtimeRoot, "runtime-root", "", "runc's or crun's --root, to find --container there")
 	fl.IntVar(&ringSize, "ring-size", 0, "ring buffer size in bytes, a power of two (default 2 MiB, about 7000 events)")
 	return cmd
+}
+
+// unseenABIs lists the system call ABIs the kernel takes whose bpf() calls
+// the tracer does not record.
+func unseenABIs(tr *audit.Tracer) []string {
+	var unseen []string
+	for _, abi := range audit.ABIs() {
+		if !slices.Contains(tr.ABIs(), abi) {
+			unseen = append(unseen, abi)
+		}
+	}
+	return unseen
 }
 
 // parseUserNS takes a user namespace inode number or a path to one.
@@ -187,8 +205,12 @@ func (w *auditWriter) event(e *audit.Event) error {
 	case e.Ret >= 0:
 		res = "ok"
 	}
+	cmd := e.Cmd
+	if e.ABI != "" {
+		cmd += " (" + e.ABI + ")"
+	}
 	line := fmt.Sprintf("%-12s %7d %-15s %10d %-10s %-34s %-8s %-11s %s",
-		e.Time.Format("15:04:05.000"), e.Pid, e.Comm, e.UserNS, e.Cmd, orDash(typ), tok, res, e.Reason)
+		e.Time.Format("15:04:05.000"), e.Pid, e.Comm, e.UserNS, cmd, orDash(typ), tok, res, e.Reason)
 	_, err := io.WriteString(w.out, strings.TrimRight(line, " ")+"\n")
 	return w.keep(err)
 }

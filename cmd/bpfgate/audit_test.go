@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -241,6 +242,11 @@ func TestAuditCommand(t *testing.T) {
 		if err != nil || !strings.Contains(line, "recording") {
 			t.Fatalf("%v: %q %v %s", args, line, err, stderr)
 		}
+		// The ABIs: ia32 where the kernel has it, as here, and the hook
+		// that sees them.
+		if abis := "through " + strings.Join(audit.ABIs(), ", ") + " (tp_btf sys_exit)"; !strings.Contains(line, abis) {
+			t.Errorf("%v: %q does not say %q", args, line, abis)
+		}
 		go io.Copy(io.Discard, ready)
 		return r
 	}
@@ -320,5 +326,31 @@ func TestAuditContainerMissing(t *testing.T) {
 	r := bpfgate(t, "audit", "--container", "bpfgate-no-such-container", "--runtime-root", t.TempDir())
 	if r.code == 0 || !strings.Contains(r.stderr, "bpfgate-no-such-container") || strings.Contains(r.stderr, "recording") {
 		t.Errorf("%+v", r)
+	}
+}
+
+// TestAuditTable: a row of the readable table, for a call through each
+// ABI; the ABI shows only where it is not x86-64.
+func TestAuditTable(t *testing.T) {
+	when := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	for _, tc := range []struct {
+		e    audit.Event
+		want string
+	}{
+		{audit.Event{Time: when, Pid: 42, Comm: "loader", UserNS: 4026532841, Cmd: "map_create", MapType: "hash", MapID: 7,
+			Token: &audit.Token{BPFFSDev: "0:52"}},
+			"03:04:05.006      42 loader          4026532841 map_create hash                               0:52     map 7"},
+		{audit.Event{Time: when, Pid: 42, Comm: "loader", UserNS: 4026532841, Cmd: "map_create", MapType: "ringbuf", ABI: "ia32",
+			Ret: -1, Errno: "EPERM", Reason: "map type ringbuf not delegated", Token: &audit.Token{BPFFSDev: "0:52"}},
+			"03:04:05.006      42 loader          4026532841 map_create (ia32) ringbuf                            0:52     EPERM       map type ringbuf not delegated"},
+	} {
+		var b bytes.Buffer
+		w := &auditWriter{out: &b}
+		if err := w.event(&tc.e); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSuffix(b.String(), "\n"); got != tc.want {
+			t.Errorf("got\n%q\nwant\n%q", got, tc.want)
+		}
 	}
 }

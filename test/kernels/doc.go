@@ -10,6 +10,10 @@
 //     skip with bpffs.ErrNoTokenSupport and no other reason, the others
 //     pass, and the real bpfgate binary refuses with that error.
 //
+// On 6.12 also run, each in its own VM: the BPF LSM guard's tests
+// (TestGuard, lockdown=integrity) and the audit tracer's (TestAudit,
+// syscall.x32=y: bpf() calls through x86-64, ia32 and x32 recorded).
+//
 // A few tests cannot run in the VM whatever the kernel; they are excluded
 // by name with the reason (see excluded), and run on the host.
 // docs/kernels.md says what runs where, how to add a kernel and how long

@@ -3,6 +3,8 @@ package kernels
 import (
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -292,5 +294,44 @@ func TestGuard(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAudit runs the audit package's tests on 6.12 booted with
+// syscall.x32=y (Debian builds x32 in but leaves it off), the one kernel
+// here that takes x32 system calls: the tracer records bpf() through each
+// of x86-64, ia32 and x32, on a kernel older than the host's. TestCompat's
+// helper is built here, static, since the VM has no C compiler.
+func TestAudit(t *testing.T) {
+	requireRoot(t)
+	k := vmtest.Kernel(t, "6.12")
+	helper := filepath.Join(t.TempDir(), "compat_bpf")
+	src := filepath.Join(testutil.RepoRoot(t), "audit", "testdata", "compat_bpf.c")
+	if out, err := exec.Command("cc", "-static", "-O2", "-o", helper, src).CombinedOutput(); err != nil {
+		t.Fatalf("build %s (needs gcc and libc6-dev): %v\n%s", src, err, out)
+	}
+	bin := vmtest.Build(t, "./audit", true)
+	r := vmtest.GoTestRun(t, k, "./audit", bin, "-test.v", "-test.count=1")
+	r.Files["/vm/bin/compat_bpf"] = helper
+	r.Env = []string{"CI=true", "BPFGATE_TEST_COMPAT_BPF=/vm/bin/compat_bpf"}
+	r.Cmdline = []string{"syscall.x32=y"}
+	start := time.Now()
+	res, err := r.Exec(context.Background())
+	if err != nil {
+		t.Fatalf("%v\noutput:\n%s", err, res.Output)
+	}
+	s := vmtest.Parse(res.Output)
+	t.Logf("./audit on %s: %d passed, %d failed, %d skipped (boot %v, run %v)", k.Name,
+		len(s.Passed), len(s.Failed), len(s.Skipped), res.Boot.Round(10*time.Millisecond), time.Since(start).Round(10*time.Millisecond))
+	if res.ExitCode != 0 || len(s.Failed) > 0 || len(s.Skipped) > 0 {
+		t.Fatalf("./audit on %s: exit status %d, failed %v, skipped %v:\n%s", k.Name, res.ExitCode, s.Failed, s.Why, res.Output)
+	}
+	for _, want := range []string{"kernel ABIs: [x86_64 ia32 x32]", "x32 calls recorded"} {
+		if !strings.Contains(res.Output, want) {
+			t.Errorf("./audit on %s: no %q in its output:\n%s", k.Name, want, res.Output)
+		}
+	}
+	if !contains(s.Passed, "TestCompat") {
+		t.Errorf("./audit on %s: TestCompat did not pass:\n%s", k.Name, res.Output)
 	}
 }
