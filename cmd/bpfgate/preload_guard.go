@@ -26,6 +26,7 @@ docs/preload.md says what the guard cannot stop.`,
 	}
 	opts := func() guard.Options { return guard.Options{Root: *root} }
 
+	var lockToo bool
 	enable := &cobra.Command{
 		Use:   "enable",
 		Short: "Load the guard and pin it below --root; this executable becomes its manager",
@@ -34,6 +35,18 @@ docs/preload.md says what the guard cannot stop.`,
 			st, err := guard.Enable(opts())
 			if err != nil {
 				return err
+			}
+			if lockToo {
+				if err := guard.Lock(opts()); err != nil {
+					// Nothing half done: an unlocked guard was not asked for.
+					if derr := guard.Disable(opts()); derr != nil {
+						return fmt.Errorf("%w; and disabling the unlocked guard failed too: %v", err, derr)
+					}
+					return fmt.Errorf("%w; the guard was disabled again", err)
+				}
+				if st, err = guard.Status(opts()); err != nil {
+					return err
+				}
 			}
 			if g.jsonOut() {
 				return g.printJSON(st)
@@ -54,6 +67,27 @@ docs/preload.md says what the guard cannot stop.`,
 				return g.printNull()
 			}
 			fmt.Println("guard disabled")
+			return nil
+		},
+	}
+	enable.Flags().BoolVar(&lockToo, "lock", false, "lock the guard at once (see bpfgate preload guard lock): nothing changes the tree until reboot")
+	lock := &cobra.Command{
+		Use:   "lock",
+		Short: "Take the guard's manager away: nothing changes the tree or disables the guard until reboot",
+		Long: `Take the guard's manager away. From then on the guard refuses to every
+process, this bpfgate included, what it refused to all but its manager:
+nobody applies or removes preloaded objects, changes the tree or disables
+the guard until the next boot. It cannot be undone. Only the manager may
+lock; status then says "locked".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := guard.Lock(opts()); err != nil {
+				return err
+			}
+			if g.jsonOut() {
+				return g.printNull()
+			}
+			fmt.Println("guard locked until reboot")
 			return nil
 		},
 	}
@@ -82,7 +116,7 @@ could not tell.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(enable, disable, status)
+	cmd.AddCommand(enable, disable, lock, status)
 	return cmd
 }
 
@@ -92,7 +126,11 @@ func printGuard(st *guard.State) {
 		return
 	}
 	fmt.Printf("guard: on, protecting %s (bpffs %s, inode %d) and its own pins in %s\n", st.Root, st.Dev, st.Inode, st.Pins)
-	fmt.Printf("manager: %s (device %s, inode %d)\n", st.Manager, st.ManagerDev, st.ManagerInode)
+	if st.Locked {
+		fmt.Println("manager: none: locked until reboot, nothing changes the tree or disables the guard")
+	} else {
+		fmt.Printf("manager: %s (device %s, inode %d)\n", st.Manager, st.ManagerDev, st.ManagerInode)
+	}
 	hooks := make([]string, 0, len(st.Links))
 	for _, l := range st.Links {
 		hooks = append(hooks, fmt.Sprintf("%s (link %d)", l.Hook, l.ID))

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // TestPreloadGuardCLI: where the kernel refuses BPF LSM programs (this
@@ -61,5 +63,84 @@ func TestPreloadGuardCLI(t *testing.T) {
 	r = bpfgate(t, "preload", "guard", "disable", "--root", root)
 	if r.code != 1 || !strings.Contains(r.stderr, "not enabled") {
 		t.Errorf("disable when off: %+v", r)
+	}
+}
+
+// TestPreloadGuardLockCLI: where the kernel runs the guard (test/kernels
+// runs this test alone in a VM: a locked guard stays until reboot), enable
+// --lock leaves it on and locked: status says so, disable and lock fail
+// with the reason, and bpfgate itself, the former manager, may no longer
+// unpin what is in the tree. Where the kernel refuses the guard (this
+// host), enable --lock fails as enable does and changes nothing, and lock
+// says there is no guard to lock.
+func TestPreloadGuardLockCLI(t *testing.T) {
+	testutil.RequireRoot(t)
+	// Mounted by hand: a locked guard refuses the unmount, and the
+	// directory's removal, that testutil.MountBPFFS and t.TempDir would
+	// fail the test on.
+	mnt, err := os.MkdirTemp("", "bpfgate-lock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", mnt, "bpf", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	locked := false
+	t.Cleanup(func() {
+		if !locked {
+			unix.Unmount(mnt, unix.MNT_DETACH)
+			os.Remove(mnt)
+		}
+	})
+	root := filepath.Join(mnt, "bpfgate")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := filepath.Join(root, "kept")
+	if err := m.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	r := bpfgate(t, "preload", "guard", "enable", "--lock", "--root", root)
+	if r.code != 0 {
+		if r.code != 1 || !strings.Contains(r.stderr, "CONFIG_BPF_LSM") {
+			t.Fatalf("enable --lock where the kernel refuses the guard: %+v", r)
+		}
+		if names, err := os.ReadDir(root); err != nil || len(names) != 1 || names[0].Name() != "kept" {
+			t.Errorf("a refused enable --lock changed %s: %v %v", root, names, err)
+		}
+		r = bpfgate(t, "preload", "guard", "lock", "--root", root)
+		if r.code != 1 || !strings.Contains(r.stderr, "the guard is not enabled: nothing is pinned at "+root) {
+			t.Errorf("lock without a guard: %+v", r)
+		}
+		return
+	}
+	locked = true
+	t.Logf("this kernel runs the guard: %s", r.stdout)
+	if !strings.Contains(r.stdout, "guard: on") || !strings.Contains(r.stdout, "manager: none: locked until reboot") {
+		t.Errorf("enable --lock printed %q", r.stdout)
+	}
+	r = bpfgate(t, "preload", "guard", "status", "--root", root, "--json")
+	var st struct{ Enabled, Locked bool }
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 || !st.Enabled || !st.Locked {
+		t.Errorf("status --json of a locked guard: exit %d, %q, %v", r.code, r.stdout, err)
+	}
+	for _, args := range [][]string{{"preload", "guard", "disable"}, {"preload", "guard", "lock"}} {
+		r = bpfgate(t, append(args, "--root", root)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "the guard is locked until reboot") {
+			t.Errorf("%v of a locked guard: %+v", args, r)
+		}
+	}
+	r = bpfgate(t, "unpin", pin)
+	if r.code == 0 || !strings.Contains(r.stderr, "operation not permitted") {
+		t.Errorf("unpin by bpfgate, the former manager, in a locked tree: %+v", r)
+	}
+	if _, err := os.Lstat(pin); err != nil {
+		t.Errorf("the pin is gone: %v", err)
 	}
 }

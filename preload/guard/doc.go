@@ -34,7 +34,8 @@
 // of bpfgate is another inode and is not the manager; writing the manager's
 // file in place and tracing the manager are refused, so no other code runs
 // as the manager that way. Disable, from the manager, unpins the guard,
-// which detaches it.
+// which detaches it. Lock, from the manager, takes the manager away: then
+// nobody changes the tree or disables the guard until the next boot.
 //
 // Where the kernel refuses BPF LSM programs (it needs CONFIG_BPF_LSM, bpf in
 // the lsm= list, and must allow trampoline programs), Enable returns
@@ -42,5 +43,5 @@
 //
 // What the guard cannot stop is described in docs/preload.md: a reboot with
 // another lsm=, moving the mount (MS_MOVE), kernel modules, kexec, and the
-// manager itself, which root can run.
+// manager itself, which root can run until the guard is locked.
 package guard

@@ -34,6 +34,9 @@ var (
 	// ErrNotManager means the guard refused the caller: only the
 	// executable that enabled it may disable it.
 	ErrNotManager = errors.New("only the guard's manager may do this")
+	// ErrLocked means the guard has no manager any more (Lock): nothing
+	// changes the tree or disables the guard until the next boot.
+	ErrLocked = errors.New("the guard is locked until reboot")
 )
 
 // Options says what to protect.
@@ -81,6 +84,9 @@ type State struct {
 	Manager      string `json:"manager,omitempty"`
 	ManagerDev   string `json:"manager_dev,omitempty"`
 	ManagerInode uint64 `json:"manager_inode,omitempty"`
+	// Locked says that the guard is on and has no manager (Lock): until
+	// the next boot nobody changes the tree or disables the guard.
+	Locked bool `json:"locked,omitempty"`
 	// Links are the guard's pinned links.
 	Links []LinkState `json:"links,omitempty"`
 	// Refused counts the operations the guard refused since it was
@@ -408,6 +414,9 @@ func Disable(opts Options) error {
 		return fmt.Errorf("guard: %w", err)
 	}
 	st, _ := Status(opts)
+	if st != nil && st.Locked {
+		return fmt.Errorf("%w: %s stays until the next boot", ErrLocked, pinDir)
+	}
 	if err := os.RemoveAll(pinDir); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			who := "the executable that enabled it"
@@ -463,8 +472,11 @@ func Status(opts Options) (*State, error) {
 	if m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "maps", "guard_exes"), &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
 		var k inodeKey
 		var v uint8
-		if it := m.Iterate(); it.Next(&k, &v) {
+		it := m.Iterate()
+		if it.Next(&k, &v) {
 			s.ManagerDev, s.ManagerInode = devString(k.Dev), k.Ino
+		} else if it.Err() == nil {
+			s.Locked = true
 		}
 		m.Close()
 	}
@@ -508,11 +520,68 @@ func Status(opts Options) (*State, error) {
 	}
 	slices.SortFunc(s.Links, func(a, b LinkState) int { return strings.Compare(a.Hook, b.Hook) })
 	if len(missing) > 0 {
+		s.Locked = false
 		s.Why = fmt.Sprintf("partly pinned at %s: no link for %s; bpfgate preload guard disable, then enable, repairs it", pinDir, strings.Join(missing, ", "))
 		return s, nil
 	}
 	s.Enabled = true
+	if !s.Locked {
+		return s, nil
+	}
+	s.Manager = ""
 	return s, nil
+}
+
+// Lock takes the manager away from the guard below opts.Root: from then
+// on the guard refuses to every process what it refused to all but the
+// manager, so nothing changes the tree, applies or removes preloaded
+// objects, or disables the guard, until the next boot. Only the manager
+// may lock (ErrNotManager); a locked guard returns ErrLocked. It cannot be
+// undone.
+//
+// The guard knows its manager by a map of executables, which only the
+// manager may write: Lock empties it, and its last deletion is the last
+// write anyone can make.
+func Lock(opts Options) error {
+	st, err := Status(opts)
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.Locked:
+		return fmt.Errorf("%w at %s", ErrLocked, st.Pins)
+	case !st.Enabled:
+		return fmt.Errorf("%w: %s", ErrNotEnabled, strings.TrimPrefix(st.Why, "not enabled: "))
+	}
+	path := filepath.Join(st.Pins, "maps", "guard_exes")
+	m, err := ebpf.LoadPinnedMap(path, nil)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("%w: the guard refused to open %s for writing; run bpfgate preload guard lock from %s (device %s inode %d)",
+				ErrNotManager, path, st.Manager, st.ManagerDev, st.ManagerInode)
+		}
+		return fmt.Errorf("guard: %w", err)
+	}
+	defer m.Close()
+	var keys []inodeKey
+	var k inodeKey
+	var v uint8
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("guard: read %s: %w", path, err)
+	}
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("guard: lock: remove manager %s inode %d: %w", devString(k.Dev), k.Ino, err)
+		}
+	}
+	if st, err := Status(opts); err != nil || !st.Locked {
+		return fmt.Errorf("guard: lock: the guard still has a manager after emptying %s (%v)", path, err)
+	}
+	return nil
 }
 
 // linkState describes the live link id, if it runs one of the guard's

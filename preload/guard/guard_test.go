@@ -147,8 +147,11 @@ func TestStatusAndDisableWhenOff(t *testing.T) {
 	if err := Disable(opts); !errors.Is(err, ErrNotEnabled) {
 		t.Errorf("Disable of an unguarded tree: %v, want ErrNotEnabled", err)
 	}
+	if err := Lock(opts); !errors.Is(err, ErrNotEnabled) || !strings.Contains(err.Error(), "nothing is pinned at") {
+		t.Errorf("Lock of an unguarded tree: %v, want ErrNotEnabled and why", err)
+	}
 	if after := listing(t, mnt); !slices.Equal(before, after) {
-		t.Errorf("the bpffs held %v, after status and disable %v", before, after)
+		t.Errorf("the bpffs held %v, after status, disable and lock %v", before, after)
 	}
 }
 

@@ -134,6 +134,8 @@ func helper(op string, args []string) error {
 		return nil
 	case "disable":
 		return Disable(Options{Root: args[0]})
+	case "lock":
+		return Lock(Options{Root: args[0]})
 	case "exec-traced": // run args[0] traced
 		cmd := exec.Command(args[0], "-test.run=^$")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
@@ -155,6 +157,7 @@ type lab struct {
 	scratch string // an unprotected directory on the same bpffs
 	copy    string // a copy of this test binary: root, but not the manager
 	opts    Options
+	locked  bool // the guard was locked: it and its mounts stay until reboot
 }
 
 // newLab mounts a bpffs with a preload-like tree and a scratch directory,
@@ -167,8 +170,12 @@ func newLab(t *testing.T) *lab {
 	if err := unix.Mount("tmpfs", parent, "tmpfs", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Unmount(parent, unix.MNT_DETACH) })
 	l := &lab{t: t, parent: parent, mnt: filepath.Join(parent, "bpf")}
+	t.Cleanup(func() {
+		if !l.locked {
+			unix.Unmount(parent, unix.MNT_DETACH)
+		}
+	})
 	if err := os.Mkdir(l.mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +183,9 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if l.locked {
+			return
+		}
 		if err := unix.Unmount(l.mnt, unix.MNT_DETACH); err != nil {
 			t.Errorf("cleanup: unmount the bpffs: %v", err)
 		}
@@ -215,6 +225,9 @@ func newLab(t *testing.T) *lab {
 		t.Fatalf("Enable on a kernel that should run BPF LSM programs (%s): %v", kernelRelease(), err)
 	}
 	t.Cleanup(func() {
+		if l.locked {
+			return
+		}
 		if _, err := os.Lstat(filepath.Join(l.root, Dir)); err == nil {
 			if err := Disable(l.opts); err != nil {
 				t.Errorf("cleanup: Disable: %v", err)
@@ -516,5 +529,54 @@ func TestGuardDisableRefusedToRoot(t *testing.T) {
 	}
 	if _, err := Enable(l.opts); !errors.Is(err, ErrEnabled) {
 		t.Errorf("a second Enable: %v, want ErrEnabled", err)
+	}
+}
+
+// TestGuardLock: Lock takes the manager away. A copy of the manager may not
+// lock; after the manager locks, its own renames, unlinks, preload remove,
+// Disable and ftrace_enabled writes are refused like anyone's, Status says
+// locked, and a second Lock says ErrLocked. It cannot be undone: the guard
+// and the test's mounts stay until the VM powers off, so test/kernels runs
+// this test alone, in a VM of its own, and the other runs skip it.
+func TestGuardLock(t *testing.T) {
+	l := newLab(t)
+	out, err := l.run("copy", "lock", l.root)
+	if err == nil || !strings.Contains(out, ErrNotManager.Error()) {
+		t.Errorf("lock by a copy of the manager: %v: %s", err, out)
+	}
+	if st, err := Status(l.opts); err != nil || st.Locked || st.Manager == "" {
+		t.Fatalf("after a refused lock: %+v %v", st, err)
+	}
+	l.locked = true
+	if err := Lock(l.opts); err != nil {
+		t.Fatalf("Lock by the manager: %v", err)
+	}
+	st, err := Status(l.opts)
+	if err != nil || !st.Enabled || !st.Locked || st.Manager != "" || st.ManagerInode != 0 {
+		t.Errorf("Status after Lock: %+v %v", st, err)
+	}
+	for what, err := range map[string]error{
+		"rename":  os.Rename(l.p("demo/maps/counts"), l.p("demo/maps/renamed")),
+		"unlink":  os.Remove(l.p("demo/maps/counts")),
+		"mkdir":   os.Mkdir(l.p("demo/new"), 0o755),
+		"remove":  preload.Remove("demo", preload.Options{Root: l.root}),
+		"ftrace":  os.WriteFile("/proc/sys/kernel/ftrace_enabled", []byte("1\n"), 0),
+		"unmount": unix.Unmount(l.mnt, unix.MNT_DETACH),
+	} {
+		if !errors.Is(err, unix.EPERM) {
+			t.Errorf("%s by the former manager after Lock: %v, want EPERM", what, err)
+		}
+	}
+	l.exists("demo/maps/counts")
+	if err := Disable(l.opts); !errors.Is(err, ErrLocked) {
+		t.Errorf("Disable of a locked guard: %v, want ErrLocked", err)
+	}
+	if err := Lock(l.opts); !errors.Is(err, ErrLocked) {
+		t.Errorf("a second Lock: %v, want ErrLocked", err)
+	}
+	l.refused("operation not permitted", "rm", "-rf", l.root)
+	l.refused(ErrLocked.Error(), "copy", "disable", l.root)
+	if st, err := Status(l.opts); err != nil || !st.Enabled || !st.Locked {
+		t.Errorf("the guard after all that: %+v %v", st, err)
 	}
 }

@@ -267,12 +267,22 @@ func TestGuard(t *testing.T) {
 	for _, tc := range []struct {
 		pkg, tags string
 		args      []string
-		want      []string // tests that must pass
+		want      []string // tests that must pass, and words the output must hold
 	}{
-		{"./preload/guard", "bpflsm", nil, append([]string{"TestEnableRefusedLeavesNothing", "TestStatusAndDisableWhenOff"}, guardTests...)},
-		{"./cmd/bpfgate", "", []string{"-test.run", "^TestPreloadGuardCLI$"}, []string{"TestPreloadGuardCLI"}},
+		{"./preload/guard", "bpflsm", []string{"-test.skip", "^TestGuardLock$"}, append([]string{"TestEnableRefusedLeavesNothing", "TestStatusAndDisableWhenOff"}, guardTests...)},
+		// A locked guard stays until reboot: each lock test has a VM of
+		// its own.
+		{"./preload/guard", "bpflsm", []string{"-test.run", "^TestGuardLock$"}, []string{"TestGuardLock"}},
+		// The CLI tests also pass where the kernel refuses the guard: make
+		// sure they took the path where it runs.
+		{"./cmd/bpfgate", "", []string{"-test.run", "^TestPreloadGuardCLI$"}, []string{"TestPreloadGuardCLI", "this kernel runs the guard"}},
+		{"./cmd/bpfgate", "", []string{"-test.run", "^TestPreloadGuardLockCLI$"}, []string{"TestPreloadGuardLockCLI", "this kernel runs the guard"}},
 	} {
-		t.Run(strings.TrimPrefix(tc.pkg, "./"), func(t *testing.T) {
+		name := strings.TrimPrefix(tc.pkg, "./")
+		if len(tc.want) <= 2 {
+			name += ":" + tc.want[0]
+		}
+		t.Run(name, func(t *testing.T) {
 			bin := vmtest.BuildWith(t, tc.pkg, true, tc.tags, "CGO_ENABLED=0")
 			r := vmtest.GoTestRun(t, k, tc.pkg, bin, append([]string{"-test.v", "-test.count=1"}, tc.args...)...)
 			r.Env = []string{"CI=true"}
@@ -289,8 +299,10 @@ func TestGuard(t *testing.T) {
 				t.Fatalf("%s on %s: exit status %d, failed %v, skipped %v:\n%s", tc.pkg, k.Name, res.ExitCode, s.Failed, s.Why, res.Output)
 			}
 			for _, n := range tc.want {
-				if !contains(s.Passed, n) {
+				if strings.HasPrefix(n, "Test") && !contains(s.Passed, n) {
 					t.Errorf("%s on %s: %s did not pass:\n%s", tc.pkg, k.Name, n, res.Output)
+				} else if !strings.HasPrefix(n, "Test") && !strings.Contains(res.Output, n) {
+					t.Errorf("%s on %s: the output does not say %q:\n%s", tc.pkg, k.Name, n, res.Output)
 				}
 			}
 		})
