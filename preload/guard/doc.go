@@ -21,8 +21,9 @@
 //     fd;
 //   - writing /proc/sys/kernel/ftrace_enabled, whose 0 would switch off the
 //     trampolines every BPF LSM program runs from;
-//   - opening the manager's executable for writing or changing its
-//     attributes, tracing a manager process (ptrace, /proc/PID/mem,
+//   - opening the manager's executable for writing, changing its
+//     attributes, unlinking it or renaming over it (a freed inode number
+//     could go to a new file), tracing a manager process (ptrace, /proc/PID/mem,
 //     process_vm_writev, pidfd_getfd), exec of the manager by a traced
 //     process, and pointing another process's executable link at the
 //     manager's file (prctl PR_SET_MM_EXE_FILE).

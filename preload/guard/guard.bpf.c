@@ -189,10 +189,15 @@ static __always_inline bool dentry_protected(struct dentry *d)
 	return false;
 }
 
+/* Also of a name of the manager's executable: once its last name and
+ * user were gone, the filesystem could give its inode number to a new file,
+ * which would then be the manager. */
 SEC("lsm/inode_unlink")
 int BPF_PROG(guard_unlink, struct inode *dir, struct dentry *dentry)
 {
-	return dentry_protected(dentry) ? deny(H_UNLINK) : 0;
+	if (dentry_protected(dentry) || is_exe(BPF_CORE_READ(dentry, d_inode)))
+		return deny(H_UNLINK);
+	return 0;
 }
 
 SEC("lsm/inode_rmdir")
@@ -205,7 +210,10 @@ SEC("lsm/inode_rename")
 int BPF_PROG(guard_rename, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
 	     struct dentry *new_dentry)
 {
-	return dentry_protected(old_dentry) || dentry_protected(new_dentry) ? deny(H_RENAME) : 0;
+	/* Renaming over the manager's executable unlinks it (above). */
+	if (dentry_protected(old_dentry) || dentry_protected(new_dentry) || is_exe(BPF_CORE_READ(new_dentry, d_inode)))
+		return deny(H_RENAME);
+	return 0;
 }
 
 /* Pins (BPF_OBJ_PIN) come through here too. */

@@ -132,6 +132,10 @@ func helper(op string, args []string) error {
 			return fmt.Errorf("prctl(PR_SET_NAME) returned 0 but comm is %q", comm)
 		}
 		return nil
+	case "unlink":
+		return os.Remove(args[0])
+	case "rename":
+		return os.Rename(args[0], args[1])
 	case "disable":
 		return Disable(Options{Root: args[0]})
 	case "lock":
@@ -327,6 +331,11 @@ func TestGuardRefusesRoot(t *testing.T) {
 	exe, _ := os.Executable()
 	self := strconv.Itoa(os.Getpid())
 	ftraceBefore, _ := os.ReadFile("/proc/sys/kernel/ftrace_enabled")
+	decoy := filepath.Join(filepath.Dir(exe), "decoy")
+	if err := os.WriteFile(decoy, []byte("not the manager"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(decoy) })
 
 	tests := []struct {
 		name string
@@ -365,6 +374,10 @@ func TestGuardRefusesRoot(t *testing.T) {
 		{name: "exec the manager traced", argv: []string{"copy", "exec-traced", exe}},
 		// without the guard: EBUSY, the copy's own file is still mapped
 		{name: "prctl PR_SET_MM_EXE_FILE to the manager", argv: []string{"copy", "set-exe", exe}},
+		// Freeing the manager's inode would let a new file get its number
+		// and be the manager. Last: without the guard, they succeed.
+		{name: "unlink the manager's executable", argv: []string{"copy", "unlink", exe}},
+		{name: "rename over the manager's executable", argv: []string{"copy", "rename", decoy, exe}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -379,6 +392,9 @@ func TestGuardRefusesRoot(t *testing.T) {
 	l.t = t
 	for _, rel := range []string{"demo/maps/counts", "demo/links", Dir + "/links/inode_unlink", Dir + "/maps/guard_exes"} {
 		l.exists(rel)
+	}
+	if b, err := os.ReadFile(exe); err != nil || string(b) == "not the manager" {
+		t.Errorf("the manager's executable was replaced or removed: %v", err)
 	}
 	for _, rel := range []string{"demo/maps/intruder", "demo/intruder"} {
 		if _, err := os.Lstat(l.p(rel)); err == nil {
@@ -395,7 +411,7 @@ func TestGuardRefusesRoot(t *testing.T) {
 	// Removing and creating in the tree are refused first by
 	// inode_permission (MAY_WRITE on the directory), before the unlink,
 	// rmdir, mkdir and create hooks.
-	for _, h := range []string{"rename", "setattr", "permission", "umount", "mount", "bpf", "file_open", "ptrace", "exec", "prctl"} {
+	for _, h := range []string{"unlink", "rename", "setattr", "permission", "umount", "mount", "bpf", "file_open", "ptrace", "exec", "prctl"} {
 		if st.Refused[h] == 0 {
 			t.Errorf("no refusal counted for %s: %v", h, st.Refused)
 		}
