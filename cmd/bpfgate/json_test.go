@@ -106,9 +106,9 @@ func TestEveryReportingCommandPrintsJSON(t *testing.T) {
 	// preload guard: status exits 1 when the guard is off, and enable and
 	// disable fail where the kernel refuses BPF LSM programs (here); each
 	// prints one JSON document all the same. On a kernel that runs the
-	// guard, enable turns it on and disable off again; lock, after that,
-	// finds no guard to lock either way.
-	for _, args := range [][]string{{"status"}, {"enable"}, {"status"}, {"disable"}, {"lock"}} {
+	// guard, enable turns it on and disable off again; lock and sync, after
+	// that, find no guard either way.
+	for _, args := range [][]string{{"status"}, {"enable"}, {"status"}, {"disable"}, {"lock"}, {"sync"}} {
 		args = append([]string{"--json", "preload", "guard"}, append(args, "--root", root)...)
 		r := bpfgate(t, args...)
 		var v any

@@ -48,6 +48,7 @@ anything is loaded.`,
 			if results == nil && err != nil {
 				return err // nothing was tried: the root itself failed
 			}
+
 			if g.jsonOut() {
 				return printResults(g, applyOf(results), err)
 			} else {
@@ -182,6 +183,21 @@ anything. The exit status says whether an apply would change something:
 			}
 			return nil
 		},
+	}
+	// Whatever apply and remove did, the guard, if on, protects by id what
+	// is pinned now.
+	for _, c := range []*cobra.Command{apply, remove} {
+		run := c.RunE
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			err := run(cmd, args)
+			if serr := syncGuard(root); serr != nil {
+				fmt.Fprintf(os.Stderr, "bpfgate: preload %s: %v\n", cmd.Name(), serr)
+				if err == nil {
+					return exitError{code: 1}
+				}
+			}
+			return err
+		}
 	}
 	cmd.AddCommand(apply, check, status, remove, newPreloadGuardCmd(g, &root))
 	return cmd

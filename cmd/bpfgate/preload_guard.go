@@ -91,6 +91,27 @@ lock; status then says "locked".`,
 			return nil
 		},
 	}
+	sync := &cobra.Command{
+		Use:   "sync",
+		Short: "Make the guard protect by id exactly what is pinned below --root (apply and remove do it)",
+		Long: `Make the guard protect by id, as well as by pin, exactly what is pinned below
+--root: every map, program and link, the programs of the links and the maps
+those use, so that no fd from an id (bpftool map update id N, link detach id
+N) writes or detaches them either. enable, and preload apply and remove
+while the guard is on, sync by themselves; run this after changing the tree
+through the library. Only the manager may.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := guard.Sync(opts()); err != nil {
+				return err
+			}
+			if g.jsonOut() {
+				return g.printNull()
+			}
+			fmt.Println("guard synced")
+			return nil
+		},
+	}
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Say whether the guard is on, what it protects, and why not",
@@ -116,7 +137,7 @@ could not tell.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(enable, disable, lock, status)
+	cmd.AddCommand(enable, disable, lock, sync, status)
 	return cmd
 }
 
@@ -148,4 +169,18 @@ func printGuard(st *guard.State) {
 		}
 		fmt.Printf("refused: %s\n", strings.Join(parts, ", "))
 	}
+}
+
+// syncGuard, after preload changed the tree below root, makes the guard, if
+// it is on and not locked, protect by id what is pinned there now. Its error
+// says what the change left unprotected.
+func syncGuard(root string) error {
+	st, err := guard.Status(guard.Options{Root: root})
+	if err != nil || !st.Enabled || st.Locked {
+		return nil
+	}
+	if err := guard.Sync(guard.Options{Root: root}); err != nil {
+		return fmt.Errorf("the tree changed, but the guard does not protect all of it by id (bpfgate preload guard sync retries): %w", err)
+	}
+	return nil
 }

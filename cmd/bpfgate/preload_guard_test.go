@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
+	"github.com/bpfgate/bpfgate/pins"
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +28,43 @@ func TestPreloadGuardCLI(t *testing.T) {
 		t.Logf("this kernel runs the guard: %s", r.stdout)
 		if r := bpfgate(t, "preload", "guard", "status", "--root", root); r.code != 0 || !strings.Contains(r.stdout, "guard: on") {
 			t.Errorf("status with the guard on: %+v", r)
+		}
+		// preload apply, with the guard on, has it protect what it
+		// pinned by id too: the new link's id is in the guard's map of
+		// protected ids (key: kind 1, link, << 32 | id), and remove takes
+		// it out. (This test binary is the manager: the refusals
+		// themselves are preload/guard's tests.)
+		examples, _ := filepath.Abs("../../examples/preload")
+		dir := t.TempDir()
+		manifest := "object: " + examples + "/iterators_bpfel.o\nprograms:\n  - name: dump_bpf_map\n"
+		if err := os.WriteFile(filepath.Join(dir, "iterators.yaml"), []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := bpfgate(t, "preload", "apply", "--dir", dir, "--root", root); r.code != 0 {
+			t.Fatalf("apply with the guard on: %+v", r)
+		}
+		var ents []pins.Entry
+		r := bpfgate(t, "ls", "--json", filepath.Join(root, "iterators/links/dump_bpf_map"))
+		if err := json.Unmarshal([]byte(r.stdout), &ents); err != nil || len(ents) != 1 || ents[0].Kind != pins.KindLink {
+			t.Fatalf("ls --json of the new link: %+v %v", r, err)
+		}
+		protected := func() bool {
+			m, err := ebpf.LoadPinnedMap(filepath.Join(root, "@guard/maps/guard_ids"), &ebpf.LoadPinOptions{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			var v uint8
+			return m.Lookup(uint64(1)<<32|uint64(ents[0].ID), &v) == nil
+		}
+		if !protected() {
+			t.Errorf("after apply, link %d is not protected by id", ents[0].ID)
+		}
+		if r := bpfgate(t, "preload", "remove", "iterators", "--root", root); r.code != 0 {
+			t.Errorf("remove with the guard on: %+v", r)
+		}
+		if protected() {
+			t.Errorf("after remove, link %d is still protected by id", ents[0].ID)
 		}
 		if r := bpfgate(t, "preload", "guard", "disable", "--root", root); r.code != 0 {
 			t.Fatalf("disable: %+v", r)

@@ -16,9 +16,11 @@
 //   - unmounting the mount the tree is reached through, or (lazily) any
 //     mount above it, and mounting anything over the tree's bpffs or over
 //     any of its directories (mount(2), move_mount(2));
-//   - writes to the guard's maps, BPF_LINK_DETACH and BPF_LINK_UPDATE of
-//     its links, and programs that would attach to its programs, by id or
-//     fd;
+//   - writes to the guard's maps and to those of the tree, BPF_LINK_DETACH
+//     and BPF_LINK_UPDATE of its links and of the tree's, and programs
+//     that would attach to their programs, through any fd, also one from
+//     an id (Sync keeps the list of the tree's ids; the maps the tree's
+//     programs use are on it too);
 //   - writing /proc/sys/kernel/ftrace_enabled, whose 0 would switch off the
 //     trampolines every BPF LSM program runs from;
 //   - opening the manager's executable for writing, changing its

@@ -56,14 +56,15 @@ struct {
 	__type(value, __u8);
 } guard_sbs SEC(".maps");
 
-/* The guard's own objects: key kind<<32 | id. */
+/* The objects protected by id, key kind<<32 | id: the guard's own, and what
+ * is pinned in the tree, its links' programs and their maps (Sync). */
 #define KIND_LINK 1ULL
 #define KIND_MAP 2ULL
 #define KIND_PROG 3ULL
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
-	__uint(max_entries, 256);
+	__uint(max_entries, 4096);
 	__type(key, __u64);
 	__type(value, __u8);
 } guard_ids SEC(".maps");

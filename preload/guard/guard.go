@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfgate/bpfgate/pins"
 	"github.com/bpfgate/bpfgate/preload"
 )
 
@@ -251,6 +252,10 @@ func Enable(opts Options) (*State, error) {
 	if err := os.Symlink(exePath, filepath.Join(pinDir, managerLink)); err != nil {
 		return nil, fmt.Errorf("guard: %w", err)
 	}
+	// What was pinned in the tree before, by id too.
+	if err := syncIDs(root, m.GuardIds); err != nil {
+		return nil, err
+	}
 	ok, ok2 = true, true
 	return Status(opts)
 }
@@ -358,6 +363,126 @@ const (
 	kindMap  = 2
 	kindProg = 3
 )
+
+// Sync makes the guard protect by id, as well as by pin, exactly what is
+// pinned below opts.Root: every map, program and link (the guard's own
+// included), the programs of the pinned links, and the maps those programs
+// use. Without it, a preloaded map could be written, or a preloaded link
+// detached, through an fd from its id (bpftool map update id N, link
+// detach id N). Enable syncs; bpfgate preload apply and remove sync after
+// they change the tree. Only the manager may (ErrNotManager); a locked
+// guard has nothing to sync (ErrLocked).
+func Sync(opts Options) error {
+	st, err := Status(opts)
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.Locked:
+		return fmt.Errorf("%w at %s", ErrLocked, st.Pins)
+	case !st.Enabled:
+		return fmt.Errorf("%w: %s", ErrNotEnabled, strings.TrimPrefix(st.Why, "not enabled: "))
+	}
+	path := filepath.Join(st.Pins, "maps", "guard_ids")
+	m, err := ebpf.LoadPinnedMap(path, nil)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("%w: the guard refused to open %s for writing; run bpfgate preload guard sync from %s (device %s inode %d)",
+				ErrNotManager, path, st.Manager, st.ManagerDev, st.ManagerInode)
+		}
+		return fmt.Errorf("guard: %w", err)
+	}
+	defer m.Close()
+	return syncIDs(st.Root, m)
+}
+
+// syncIDs puts into ids (guard_ids) the keys of what is pinned below root,
+// and takes out those of objects no longer pinned. What it cannot read is
+// an error, after the rest is synced: protection it could not extend is
+// never taken away.
+func syncIDs(root string, ids *ebpf.Map) error {
+	want := map[uint64]bool{}
+	var errs []error
+	usedMaps := func(progID uint32) {
+		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(progID))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("program %d: %w", progID, err))
+			return
+		}
+		defer p.Close()
+		info, err := p.Info()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("program %d: %w", progID, err))
+			return
+		}
+		mapIDs, _ := info.MapIDs()
+		for _, id := range mapIDs {
+			want[kindMap<<32|uint64(id)] = true
+		}
+	}
+	err := pins.List([]string{root}, pins.Options{}, func(e *pins.Entry) error {
+		if e.Error != "" {
+			errs = append(errs, fmt.Errorf("%s: %s", e.Path, e.Error))
+			return nil
+		}
+		switch e.Kind {
+		case pins.KindMap:
+			want[kindMap<<32|uint64(e.ID)] = true
+		case pins.KindProgram:
+			want[kindProg<<32|uint64(e.ID)] = true
+			usedMaps(e.ID)
+		case pins.KindLink:
+			want[kindLink<<32|uint64(e.ID)] = true
+			if e.Link != nil && e.Link.ProgramID != 0 {
+				want[kindProg<<32|uint64(e.Link.ProgramID)] = true
+				usedMaps(e.Link.ProgramID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	one := uint8(1)
+	for key := range want {
+		if err := ids.Update(key, one, ebpf.UpdateAny); err != nil {
+			errs = append(errs, fmt.Errorf("protect %s %d: %w", kindName(key>>32), uint32(key), err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("guard: sync %s: %w", root, errors.Join(errs...))
+	}
+	var stale []uint64
+	var key uint64
+	var v uint8
+	it := ids.Iterate()
+	for it.Next(&key, &v) {
+		if !want[key] {
+			stale = append(stale, key)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("guard: sync %s: %w", root, err)
+	}
+	for _, key := range stale {
+		if err := ids.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("guard: sync %s: forget %s %d: %w", root, kindName(key>>32), uint32(key), err)
+		}
+	}
+	return nil
+}
+
+func kindName(k uint64) string {
+	switch k {
+	case kindLink:
+		return "link"
+	case kindMap:
+		return "map"
+	case kindProg:
+		return "program"
+	}
+	return fmt.Sprintf("kind %d", k)
+}
 
 // objectIDs are the guard_ids keys of the guard's maps, programs and links.
 func objectIDs(objs *guardObjects, links []link.Link) ([]uint64, error) {

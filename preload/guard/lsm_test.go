@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,6 +141,8 @@ func helper(op string, args []string) error {
 		return Disable(Options{Root: args[0]})
 	case "lock":
 		return Lock(Options{Root: args[0]})
+	case "sync":
+		return Sync(Options{Root: args[0]})
 	case "exec-traced": // run args[0] traced
 		cmd := exec.Command(args[0], "-test.run=^$")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
@@ -303,6 +306,39 @@ func (l *lab) exists(rel string) {
 
 func (l *lab) p(rel string) string { return filepath.Join(l.root, rel) }
 
+// mapID is the id of the map pinned at rel.
+func (l *lab) mapID(rel string) ebpf.MapID {
+	l.t.Helper()
+	m, err := ebpf.LoadPinnedMap(l.p(rel), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}
+
+// protectedIDs are the keys of guard_ids.
+func (l *lab) protectedIDs() map[uint64]bool {
+	l.t.Helper()
+	m, err := ebpf.LoadPinnedMap(l.p(Dir+"/maps/guard_ids"), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer m.Close()
+	ids := map[uint64]bool{}
+	var k uint64
+	var v uint8
+	for it := m.Iterate(); it.Next(&k, &v); {
+		ids[k] = true
+	}
+	return ids
+}
+
 // guardIDs finds the ids of one of the guard's links and maps.
 func (l *lab) guardIDs() (linkID, exesID uint32) {
 	st, err := Status(l.opts)
@@ -331,6 +367,7 @@ func TestGuardRefusesRoot(t *testing.T) {
 	exe, _ := os.Executable()
 	self := strconv.Itoa(os.Getpid())
 	ftraceBefore, _ := os.ReadFile("/proc/sys/kernel/ftrace_enabled")
+	countsID := l.mapID("demo/maps/counts")
 	decoy := filepath.Join(filepath.Dir(exe), "decoy")
 	if err := os.WriteFile(decoy, []byte("not the manager"), 0o755); err != nil {
 		t.Fatal(err)
@@ -364,6 +401,9 @@ func TestGuardRefusesRoot(t *testing.T) {
 		{name: "detach a guard link by id", argv: []string{"copy", "detach-id", strconv.Itoa(int(linkID))}},
 		{name: "update a guard map by id", argv: []string{"copy", "update-map-id", strconv.Itoa(int(exesID))}},
 		{name: "open a guard map pin for writing", argv: []string{"copy", "open-map-rw", l.p(Dir + "/maps/guard_exes")}},
+		// pinned before enable, which protects it by id too
+		{name: "update a preloaded map by id", argv: []string{"copy", "update-map-id", strconv.Itoa(int(countsID))}},
+		{name: "sync", argv: []string{"copy", "sync", l.root}, want: ErrNotManager.Error()},
 		{name: "rm the guard's pins", argv: []string{"rm", "-rf", l.p(Dir)}},
 		{name: "sysctl kernel.ftrace_enabled=0", argv: []string{"sysctl", "-w", "kernel.ftrace_enabled=0"}},
 		{name: "write ftrace_enabled", argv: []string{"copy", "write", "/proc/sys/kernel/ftrace_enabled", "0\n"}},
@@ -456,6 +496,50 @@ func TestGuardManager(t *testing.T) {
 		t.Fatalf("preload apply by the manager: %v %+v", err, rs)
 	}
 	l.exists("extra/links/guard_mkdir")
+	// bpfgate preload apply syncs the guard after applying; the library
+	// caller does it itself. Then the new link, its program, the kept map
+	// and the program's other maps are protected by id too.
+	if err := Sync(l.opts); err != nil {
+		t.Fatalf("Sync by the manager: %v", err)
+	}
+	ln, err := link.LoadPinnedLink(l.p("extra/links/guard_mkdir"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linfo, err := ln.Info()
+	ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(linfo.Program))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinfo, err := prog.Info()
+	prog.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	usedMaps, _ := pinfo.MapIDs()
+	keptID := l.mapID("extra/maps/guard_counts")
+	if len(usedMaps) < 2 || !slices.Contains(usedMaps, keptID) {
+		t.Fatalf("the program uses maps %v, want guard_counts (%d) and more", usedMaps, keptID)
+	}
+	ids := l.protectedIDs()
+	extra := []uint64{kindLink<<32 | uint64(linfo.ID), kindProg<<32 | uint64(linfo.Program)}
+	for _, id := range usedMaps {
+		extra = append(extra, kindMap<<32|uint64(id))
+	}
+	for _, k := range extra {
+		if !ids[k] {
+			t.Errorf("after Sync, %s %d is not protected by id", kindName(k>>32), uint32(k))
+		}
+	}
+	l.refused("operation not permitted", "copy", "detach-id", strconv.Itoa(int(linfo.ID)))
+	for _, id := range usedMaps {
+		l.refused("operation not permitted", "copy", "update-map-id", strconv.Itoa(int(id)))
+	}
+	l.exists("extra/links/guard_mkdir")
 	// An upgrade: a changed manifest is built in @staging and swapped in.
 	if err := os.WriteFile(filepath.Join(dir, "extra.yaml"), []byte(manifest+"order: 7\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -479,6 +563,18 @@ func TestGuardManager(t *testing.T) {
 	}
 	if err := preload.Remove("extra", popts); err != nil {
 		t.Fatalf("preload remove by the manager: %v", err)
+	}
+	if err := Sync(l.opts); err != nil {
+		t.Fatalf("Sync after remove: %v", err)
+	}
+	ids = l.protectedIDs()
+	for _, k := range []uint64{kindMap<<32 | uint64(keptID)} {
+		if ids[k] {
+			t.Errorf("after remove and Sync, %s %d is still protected", kindName(k>>32), uint32(k))
+		}
+	}
+	if !ids[kindMap<<32|uint64(l.mapID("demo/maps/counts"))] || len(ids) < len(programs(&guardPrograms{})) {
+		t.Errorf("after remove and Sync, the rest is not protected: %v", ids)
 	}
 	if _, err := os.Lstat(l.p("extra")); err == nil {
 		t.Error("preload remove left the tree")

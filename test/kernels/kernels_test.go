@@ -287,6 +287,8 @@ func TestGuard(t *testing.T) {
 			r := vmtest.GoTestRun(t, k, tc.pkg, bin, append([]string{"-test.v", "-test.count=1"}, tc.args...)...)
 			r.Env = []string{"CI=true"}
 			r.Cmdline = []string{"lockdown=integrity"}
+			// TestPreloadGuardCLI applies an example with the guard on.
+			r.Files["/work/examples/preload"] = filepath.Join(testutil.RepoRoot(t), "examples", "preload")
 			start := time.Now()
 			res, err := r.Exec(context.Background())
 			if err != nil {
