@@ -3,12 +3,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -41,6 +45,15 @@ binary or else from PATH. The bpfgate-k8s package installs it as
 
 See docs/kubernetes.md.`,
 		DisableFlagParsing: true,
+		// Shell completion of everything after k8s (subcommands, flags,
+		// profile names) is bpfgate-k8s's: ask it.
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			path, err := findK8sBinary()
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return completeK8s(path, args, toComplete)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := findK8sBinary()
 			if err != nil {
@@ -125,4 +138,38 @@ func checkK8sBinary(path string) (string, error) {
 
 func trustedOwner(st *unix.Stat_t) bool {
 	return st.Uid == 0 || int(st.Uid) == os.Getuid()
+}
+
+// completeK8s asks bpfgate-k8s at path for the completions of
+// `k8s ARGS TOCOMPLETE`, through cobra's hidden completion command, within
+// a bound: a shell waits on it.
+func completeK8s(path string, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	argv := append(append([]string{cobra.ShellCompRequestCmd, "k8s"}, args...), toComplete)
+	out, err := exec.CommandContext(ctx, path, argv...).Output()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return parseCompletions(string(out))
+}
+
+// parseCompletions reads cobra's completion output: one completion per
+// line (a tab before its description), then ":DIRECTIVE".
+func parseCompletions(out string) ([]string, cobra.ShellCompDirective) {
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[len(lines)-1], ":") {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	d, err := strconv.Atoi(strings.TrimPrefix(lines[len(lines)-1], ":"))
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var comps []string
+	for _, l := range lines[:len(lines)-1] {
+		if l != "" {
+			comps = append(comps, l)
+		}
+	}
+	return comps, cobra.ShellCompDirective(d)
 }

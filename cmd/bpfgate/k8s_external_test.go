@@ -8,10 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
+	"github.com/spf13/cobra"
 )
 
 func init() {
@@ -48,13 +50,32 @@ func TestK8sHandsOver(t *testing.T) {
 	if err == nil || json.Unmarshal(out, &e) != nil || !strings.Contains(e.Error, "--devices 0") {
 		t.Fatalf("through bpfgate-k8s: %v, %q", err, out)
 	}
-	// A bpfgate-k8s others may write is not run.
+	// Completion after k8s comes from bpfgate-k8s: its subcommands, and
+	// a subcommand's flags.
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"k8s", ""}, []string{"device-plugin", "dra", "nri"}},
+		{[]string{"k8s", "device-plugin", "--dev"}, []string{"--devices"}},
+	} {
+		out, err := exec.Command(filepath.Join(dir, "bpfgate"), append([]string{"__complete"}, tc.args...)...).Output()
+		for _, w := range tc.want {
+			if err != nil || !strings.Contains(string(out), "\n"+w) && !strings.HasPrefix(string(out), w) {
+				t.Errorf("completion of %q: %v, %q lacks %s", tc.args, err, out, w)
+			}
+		}
+	}
+	// A bpfgate-k8s others may write is not run, not even to complete.
 	if err := os.Chmod(filepath.Join(dir, "bpfgate-k8s"), 0o777); err != nil {
 		t.Fatal(err)
 	}
 	out, err = exec.Command(filepath.Join(dir, "bpfgate"), "--json", "k8s", "device-plugin", "--devices", "0").Output()
 	if err == nil || json.Unmarshal(out, &e) != nil || !strings.Contains(e.Error, "refusing to run it") {
 		t.Fatalf("a world-writable bpfgate-k8s: %v, %q", err, out)
+	}
+	if out, err := exec.Command(filepath.Join(dir, "bpfgate"), "__complete", "k8s", "").Output(); err != nil || strings.Contains(string(out), "device-plugin") {
+		t.Errorf("completion through a world-writable bpfgate-k8s: %v, %q", err, out)
 	}
 }
 
@@ -184,4 +205,23 @@ func TestCheckK8sBinaryDir(t *testing.T) {
 			t.Errorf("checkK8sBinary(%s) let a link others may replace through", link)
 		}
 	})
+}
+
+func TestParseCompletions(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		comps []string
+		d     cobra.ShellCompDirective
+	}{
+		{"dra\tDRA driver\nnri\n:4\n", []string{"dra\tDRA driver", "nri"}, cobra.ShellCompDirectiveNoFileComp},
+		{":0\n", nil, cobra.ShellCompDirectiveDefault},
+		{"", nil, cobra.ShellCompDirectiveNoFileComp},
+		{"dra\nno directive\n", nil, cobra.ShellCompDirectiveNoFileComp},
+		{"dra\n:x\n", nil, cobra.ShellCompDirectiveNoFileComp},
+	} {
+		comps, d := parseCompletions(tc.in)
+		if !slices.Equal(comps, tc.comps) || d != tc.d {
+			t.Errorf("parseCompletions(%q) = %q, %v; want %q, %v", tc.in, comps, d, tc.comps, tc.d)
+		}
+	}
 }
