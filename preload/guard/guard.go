@@ -373,27 +373,38 @@ const (
 // they change the tree. Only the manager may (ErrNotManager); a locked
 // guard has nothing to sync (ErrLocked).
 func Sync(opts Options) error {
-	st, err := Status(opts)
+	st, m, err := openForManager(opts, "guard_ids", "sync")
 	if err != nil {
 		return err
 	}
+	defer m.Close()
+	return syncIDs(st.Root, m)
+}
+
+// openForManager opens the guard's map name for writing, which the guard
+// lets only its manager do, for the command verb (bpfgate preload guard
+// VERB): the guard must be on and not locked.
+func openForManager(opts Options, name, verb string) (*State, *ebpf.Map, error) {
+	st, err := Status(opts)
+	if err != nil {
+		return nil, nil, err
+	}
 	switch {
 	case st.Locked:
-		return fmt.Errorf("%w at %s", ErrLocked, st.Pins)
+		return nil, nil, fmt.Errorf("%w at %s", ErrLocked, st.Pins)
 	case !st.Enabled:
-		return fmt.Errorf("%w: %s", ErrNotEnabled, strings.TrimPrefix(st.Why, "not enabled: "))
+		return nil, nil, fmt.Errorf("%w: %s", ErrNotEnabled, strings.TrimPrefix(st.Why, "not enabled: "))
 	}
-	path := filepath.Join(st.Pins, "maps", "guard_ids")
+	path := filepath.Join(st.Pins, "maps", name)
 	m, err := ebpf.LoadPinnedMap(path, nil)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("%w: the guard refused to open %s for writing; run bpfgate preload guard sync from %s (device %s inode %d)",
-				ErrNotManager, path, st.Manager, st.ManagerDev, st.ManagerInode)
+			return nil, nil, fmt.Errorf("%w: the guard refused to open %s for writing; run bpfgate preload guard %s from %s (device %s inode %d)",
+				ErrNotManager, path, verb, st.Manager, st.ManagerDev, st.ManagerInode)
 		}
-		return fmt.Errorf("guard: %w", err)
+		return nil, nil, fmt.Errorf("guard: %w", err)
 	}
-	defer m.Close()
-	return syncIDs(st.Root, m)
+	return st, m, nil
 }
 
 // syncIDs puts into ids (guard_ids) the keys of what is pinned below root,
@@ -668,24 +679,9 @@ func Status(opts Options) (*State, error) {
 // manager may write: Lock empties it, and its last deletion is the last
 // write anyone can make.
 func Lock(opts Options) error {
-	st, err := Status(opts)
+	_, m, err := openForManager(opts, "guard_exes", "lock")
 	if err != nil {
 		return err
-	}
-	switch {
-	case st.Locked:
-		return fmt.Errorf("%w at %s", ErrLocked, st.Pins)
-	case !st.Enabled:
-		return fmt.Errorf("%w: %s", ErrNotEnabled, strings.TrimPrefix(st.Why, "not enabled: "))
-	}
-	path := filepath.Join(st.Pins, "maps", "guard_exes")
-	m, err := ebpf.LoadPinnedMap(path, nil)
-	if err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("%w: the guard refused to open %s for writing; run bpfgate preload guard lock from %s (device %s inode %d)",
-				ErrNotManager, path, st.Manager, st.ManagerDev, st.ManagerInode)
-		}
-		return fmt.Errorf("guard: %w", err)
 	}
 	defer m.Close()
 	var keys []inodeKey
@@ -696,7 +692,7 @@ func Lock(opts Options) error {
 		keys = append(keys, k)
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("guard: read %s: %w", path, err)
+		return fmt.Errorf("guard: lock: read the managers: %w", err)
 	}
 	for _, k := range keys {
 		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -704,7 +700,7 @@ func Lock(opts Options) error {
 		}
 	}
 	if st, err := Status(opts); err != nil || !st.Locked {
-		return fmt.Errorf("guard: lock: the guard still has a manager after emptying %s (%v)", path, err)
+		return fmt.Errorf("guard: lock: the guard still has a manager after its map of managers was emptied (%v)", err)
 	}
 	return nil
 }

@@ -345,17 +345,7 @@ func (l *lab) guardIDs() (linkID, exesID uint32) {
 	if err != nil || len(st.Links) == 0 {
 		l.t.Fatalf("Status: %+v %v", st, err)
 	}
-	m, err := ebpf.LoadPinnedMap(l.p(Dir+"/maps/guard_exes"), &ebpf.LoadPinOptions{ReadOnly: true})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer m.Close()
-	info, err := m.Info()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	id, _ := info.ID()
-	return st.Links[0].ID, uint32(id)
+	return st.Links[0].ID, uint32(l.mapID(Dir + "/maps/guard_exes"))
 }
 
 // TestGuardRefusesRoot: every way root (a process that is not the manager)
