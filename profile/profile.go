@@ -49,6 +49,11 @@ type Profile struct {
 	// each container given this profile, one CONTAINER-ID.jsonl file each
 	// (none if empty). See docs/audit.md.
 	Audit string `json:"audit,omitempty" yaml:"audit"`
+	// K8sNamespaces are the Kubernetes namespaces whose pods may have this
+	// profile (any if empty): the NRI plugin and the DRA driver refuse the
+	// others, and the device plugin, which cannot tell a pod's namespace,
+	// does not offer a profile that has them.
+	K8sNamespaces []string `json:"k8s_namespaces,omitempty" yaml:"k8s_namespaces"`
 	// Builtin profiles skip names the running kernel does not know yet.
 	Builtin bool   `json:"builtin" yaml:"-"`
 	Source  string `json:"source,omitempty" yaml:"-"`
@@ -110,6 +115,28 @@ func init() {
 		builtinProfiles[i].Builtin = true
 		builtinProfiles[i].Source = "builtin"
 	}
+}
+
+// AllowsK8sNamespace says whether pods of the Kubernetes namespace ns may
+// have the profile: any may when K8sNamespaces is empty.
+func (p Profile) AllowsK8sNamespace(ns string) bool {
+	return len(p.K8sNamespaces) == 0 || slices.Contains(p.K8sNamespaces, ns)
+}
+
+// isDNSLabel says whether s is an RFC 1123 label, as Kubernetes namespace
+// names are.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
 }
 
 // Builtins returns the profiles compiled into bpfgate.
@@ -219,6 +246,9 @@ type profileYAML struct {
 	GID         *uint32  `yaml:"gid"`
 	Mode        string   `yaml:"mode"`
 	Audit       string   `yaml:"audit"`
+	// K8sNamespaces is a pointer so that an empty list can be told from
+	// none.
+	K8sNamespaces *[]string `yaml:"k8s_namespaces"`
 }
 
 // Load reads profiles from a YAML file of the form
@@ -236,6 +266,7 @@ type profileYAML struct {
 //	    gid: 0
 //	    mode: "0700"
 //	    audit: /var/log/bpfgate/audit  # the OCI hook records containers' bpf() calls here
+//	    k8s_namespaces: [monitoring]   # only pods of these Kubernetes namespaces
 //
 // and checks every name against n. Errors carry the file, line and key.
 func Load(path string, n *delegate.Names) ([]Profile, error) {
@@ -278,7 +309,7 @@ func Load(path string, n *delegate.Names) ([]Profile, error) {
 	return out, nil
 }
 
-var knownProfileKeys = []string{"description", "cmds", "maps", "progs", "attachs", "caps", "path", "uid", "gid", "mode", "audit"}
+var knownProfileKeys = []string{"description", "cmds", "maps", "progs", "attachs", "caps", "path", "uid", "gid", "mode", "audit", "k8s_namespaces"}
 
 func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profile, error) {
 	key := "profiles." + name.Value
@@ -314,6 +345,19 @@ func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profi
 	if py.Audit != "" && (!filepath.IsAbs(py.Audit) || filepath.Clean(py.Audit) != py.Audit || py.Audit == "/") {
 		return Profile{}, configError(path, line("audit"), key+".audit",
 			fmt.Errorf("%q: want a clean absolute directory path, e.g. /var/log/bpfgate/audit", py.Audit))
+	}
+	if py.K8sNamespaces != nil {
+		if len(*py.K8sNamespaces) == 0 {
+			return Profile{}, configError(path, line("k8s_namespaces"), key+".k8s_namespaces",
+				errors.New("an empty list would allow no namespace: name at least one, or leave the key out to allow every namespace"))
+		}
+		for _, ns := range *py.K8sNamespaces {
+			if !isDNSLabel(ns) {
+				return Profile{}, configError(path, line("k8s_namespaces"), key+".k8s_namespaces",
+					fmt.Errorf("%q: not a Kubernetes namespace name (lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit)", ns))
+			}
+		}
+		p.K8sNamespaces = *py.K8sNamespaces
 	}
 	if py.Mode != "" {
 		m, err := strconv.ParseUint(py.Mode, 8, 32)

@@ -53,6 +53,7 @@ func TestLoadProfiles(t *testing.T) {
     uid: 1000
     mode: "0700"
     audit: /var/log/bpfgate/audit
+    k8s_namespaces: [monitoring, net-tools]
 `)
 	ps, err := Load(p, n)
 	if err != nil {
@@ -63,6 +64,10 @@ func TestLoadProfiles(t *testing.T) {
 	}
 	if ps[0].BPFFSPath() != "/run/bpf" || *ps[0].UID != 1000 || ps[0].GID != nil || *ps[0].Mode != 0o700 || ps[0].Audit != "/var/log/bpfgate/audit" {
 		t.Fatalf("container fields: %+v", ps[0])
+	}
+	if !slices.Equal(ps[0].K8sNamespaces, []string{"monitoring", "net-tools"}) || !ps[0].AllowsK8sNamespace("net-tools") ||
+		ps[0].AllowsK8sNamespace("default") || !(Profile{}).AllowsK8sNamespace("default") {
+		t.Fatalf("k8s_namespaces: %+v", ps[0].K8sNamespaces)
 	}
 	if (Profile{}).BPFFSPath() != delegate.DefaultPath {
 		t.Fatal("default path")
@@ -83,6 +88,12 @@ func TestLoadProfiles(t *testing.T) {
 		{"profiles:\n  x:\n    path: /sys/../etc\n", `config.yaml:3: profiles.x.path: "/sys/../etc"`},
 		{"profiles:\n  x:\n    mode: \"0999\"\n", `config.yaml:3: profiles.x.mode: "0999": want octal`},
 		{"profiles:\n  x:\n    uid: -1\n", "config.yaml:3: profiles.x: yaml: unmarshal errors"},
+		{"profiles:\n  x:\n    k8s_namespaces: []\n", "config.yaml:3: profiles.x.k8s_namespaces: an empty list would allow no namespace"},
+		{"profiles:\n  x:\n    k8s_namespaces: [Default]\n", `config.yaml:3: profiles.x.k8s_namespaces: "Default": not a Kubernetes namespace name`},
+		{"profiles:\n  x:\n    k8s_namespaces: [a-]\n", `"a-": not a Kubernetes namespace name`},
+		{"profiles:\n  x:\n    k8s_namespaces: [" + strings.Repeat("a", 64) + "]\n", "not a Kubernetes namespace name"},
+		{"profiles:\n  x:\n    k8s_namespaces: [\"\"]\n", `"": not a Kubernetes namespace name`},
+		{"profiles:\n  x:\n    k8s_namespaces: monitoring\n", "config.yaml:3: profiles.x: yaml: unmarshal errors"},
 	} {
 		_, err := Load(write(tc.body), n)
 		var ce *ConfigError

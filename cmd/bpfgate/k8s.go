@@ -51,7 +51,11 @@ one JSON line per event.`,
 				// 0 would be the library's default.
 				return fmt.Errorf("%w: --devices %d: give 1 to %d", deviceplugin.ErrConfig, devices, deviceplugin.MaxDevices)
 			}
-			profiles, err := g.allowedProfiles()
+			all, limited, err := g.allowedProfiles()
+			if err != nil {
+				return err
+			}
+			profiles, err := devicePluginProfiles(all, limited)
 			if err != nil {
 				return err
 			}
@@ -93,21 +97,45 @@ one JSON line per event.`,
 	return cmd
 }
 
-// allowedProfiles are the names of the profiles the host policy allows.
-func (g *globals) allowedProfiles() ([]string, error) {
+// allowedProfiles are the names of the profiles the host policy allows,
+// and the Kubernetes namespaces of those limited to some.
+func (g *globals) allowedProfiles() ([]string, map[string][]string, error) {
 	names, err := delegate.KernelNames()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pol, err := g.policy(names)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var profiles []string
+	limited := map[string][]string{}
 	for _, p := range pol.Profiles {
 		profiles = append(profiles, p.Name)
+		if len(p.K8sNamespaces) > 0 {
+			limited[p.Name] = p.K8sNamespaces
+		}
 	}
-	return profiles, nil
+	return profiles, limited, nil
+}
+
+// devicePluginProfiles are the profiles the device plugin may offer: not
+// those limited to some namespaces, since kubelet does not tell a device
+// plugin whose pod it allocates for. It says which it leaves out.
+func devicePluginProfiles(profiles []string, limited map[string][]string) ([]string, error) {
+	var out []string
+	for _, p := range profiles {
+		if nss, ok := limited[p]; ok {
+			fmt.Fprintf(os.Stderr, "bpfgate: not offering profile %s: it is for the namespaces %s only (k8s_namespaces), and a device plugin cannot tell a pod's namespace; use the DRA driver or the NRI plugin for it\n",
+				p, strings.Join(nss, ", "))
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 && len(profiles) > 0 {
+		return nil, fmt.Errorf("%w: every allowed profile is limited to some namespaces (k8s_namespaces), which a device plugin cannot enforce: use bpfgate k8s dra or bpfgate k8s nri", deviceplugin.ErrConfig)
+	}
+	return out, nil
 }
 
 func newK8sDRACmd(g *globals) *cobra.Command {
@@ -138,7 +166,7 @@ Runs until SIGINT or SIGTERM. Under --json it prints one JSON line per event.`,
 			if node == "" {
 				return fmt.Errorf("%w: no node name: give --node or set NODE_NAME", dra.ErrConfig)
 			}
-			profiles, err := g.allowedProfiles()
+			profiles, limited, err := g.allowedProfiles()
 			if err != nil {
 				return err
 			}
@@ -159,7 +187,7 @@ Runs until SIGINT or SIGTERM. Under --json it prints one JSON line per event.`,
 			defer stop()
 			var mu sync.Mutex
 			return dra.Run(ctx, dra.Config{
-				Profiles: profiles, Node: node, Client: client,
+				Profiles: profiles, Namespaces: limited, Node: node, Client: client,
 				RegistrarDir: registrar, DataDir: data, Devices: devices,
 				Log: func(e dra.Event) {
 					mu.Lock()
@@ -212,7 +240,7 @@ it: rename it in the policy.`,
   bpfgate k8s dra device-classes --config node-policy.yaml > classes.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			profiles, err := g.allowedProfiles()
+			profiles, _, err := g.allowedProfiles()
 			if err != nil {
 				return err
 			}

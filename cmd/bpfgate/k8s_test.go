@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,10 +66,26 @@ func TestK8sDRADeviceClasses(t *testing.T) {
 	}
 }
 
+// TestK8sDevicePluginProfiles: profiles limited to some Kubernetes
+// namespaces are left out, and said so.
+func TestK8sDevicePluginProfiles(t *testing.T) {
+	got, err := devicePluginProfiles([]string{"demo", "mon", "net"}, map[string][]string{"mon": {"monitoring"}})
+	if err != nil || !slices.Equal(got, []string{"demo", "net"}) {
+		t.Errorf("got %v, %v; want demo and net", got, err)
+	}
+	if got, err := devicePluginProfiles([]string{"mon"}, map[string][]string{"mon": {"monitoring"}}); err == nil || got != nil {
+		t.Errorf("only limited profiles: %v, %v; want an error", got, err)
+	}
+}
+
 func TestK8sDevicePluginRefusals(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty.yaml")
 	if err := os.WriteFile(empty, []byte("profiles: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scoped := filepath.Join(dir, "scoped.yaml")
+	if err := os.WriteFile(scoped, []byte("profiles:\n  mon:\n    maps: hash\n    k8s_namespaces: [monitoring]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -78,6 +95,9 @@ func TestK8sDevicePluginRefusals(t *testing.T) {
 	}{
 		{"no devices", []string{"k8s", "device-plugin", "--kubelet-dir", dir, "--devices", "0"}, "--devices 0: give 1 to"},
 		{"empty policy", []string{"--config", empty, "k8s", "device-plugin", "--kubelet-dir", dir}, "the host policy allows none"},
+		// kubelet does not tell a device plugin whose pod it serves.
+		{"only namespace-limited profiles", []string{"--config", scoped, "k8s", "device-plugin", "--kubelet-dir", dir},
+			"every allowed profile is limited to some namespaces (k8s_namespaces), which a device plugin cannot enforce"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := bpfgate(t, append([]string{"--json"}, tc.args...)...)

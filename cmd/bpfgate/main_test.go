@@ -95,14 +95,15 @@ func TestNamesAndProfiles(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "config.yaml:4: profiles.counter.maps") {
 		t.Fatalf("bad config: %+v", r)
 	}
-	os.WriteFile(cfg, []byte("profiles:\n  counter:\n    cmds: [map_create]\n    maps: [hash]\n    audit: /var/log/bpfgate/audit\n"), 0o644)
+	os.WriteFile(cfg, []byte("profiles:\n  counter:\n    cmds: [map_create]\n    maps: [hash]\n    audit: /var/log/bpfgate/audit\n    k8s_namespaces: [monitoring]\n"), 0o644)
 	r = bpfgate(t, "--config", cfg, "profiles", "--json")
-	if r.code != 0 || !strings.Contains(r.stdout, `"audit":"/var/log/bpfgate/audit"`) {
-		t.Errorf("profiles --json does not show the profile's audit directory: %+v", r)
+	if r.code != 0 || !strings.Contains(r.stdout, `"audit":"/var/log/bpfgate/audit","k8s_namespaces":["monitoring"]`) {
+		t.Errorf("profiles --json does not show the profile's audit directory and namespaces: %+v", r)
 	}
 	r = bpfgate(t, "--config", cfg, "profiles")
-	if r.code != 0 || !strings.Contains(r.stdout, "audit: the OCI hook records its containers in /var/log/bpfgate/audit") {
-		t.Errorf("profiles does not show the profile's audit directory: %+v", r)
+	if r.code != 0 || !strings.Contains(r.stdout, "audit: the OCI hook records its containers in /var/log/bpfgate/audit") ||
+		!strings.Contains(r.stdout, "Kubernetes: pods of the namespaces monitoring only") {
+		t.Errorf("profiles does not show the profile's audit directory and namespaces: %+v", r)
 	}
 	r = bpfgate(t, "run", "--profile", "nope", "--", "true")
 	if r.code != 1 || !strings.Contains(r.stderr, `unknown profile "nope" (known: demo, net, trace)`) {

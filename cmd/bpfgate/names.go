@@ -130,6 +130,9 @@ func newProfilesCmd(g *globals) *cobra.Command {
 				if v.Audit != "" {
 					fmt.Printf("  audit: the OCI hook records its containers in %s\n", v.Audit)
 				}
+				if len(v.K8sNamespaces) > 0 {
+					fmt.Printf("  Kubernetes: pods of the namespaces %s only (NRI, DRA; the device plugin does not offer it)\n", strings.Join(v.K8sNamespaces, ", "))
+				}
 			}
 			return nil
 		},

@@ -170,12 +170,15 @@ type profileJSON struct {
 	Mode    string   `json:"mode,omitempty"`
 	// Audit is where the OCI hook records the profile's containers.
 	Audit string `json:"audit,omitempty"`
+	// K8sNamespaces are the only Kubernetes namespaces whose pods may
+	// have the profile.
+	K8sNamespaces []string `json:"k8s_namespaces,omitempty"`
 }
 
 func profileOf(names *delegate.Names, p profile.Profile, set delegate.Set, skipped []string) profileJSON {
 	v := profileJSON{Name: p.Name, Description: p.Description, Source: p.Source, Builtin: p.Builtin,
 		Options: names.FormatOptions(set), allowedJSON: allowedOf(names, set), Skipped: skipped,
-		Caps: p.Caps, Path: p.BPFFSPath(), UID: p.UID, GID: p.GID, Audit: p.Audit}
+		Caps: p.Caps, Path: p.BPFFSPath(), UID: p.UID, GID: p.GID, Audit: p.Audit, K8sNamespaces: p.K8sNamespaces}
 	if v.Caps == nil {
 		v.Caps = []string{}
 	}

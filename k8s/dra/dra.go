@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 	resourceapi "k8s.io/api/resource/v1"
@@ -40,11 +42,18 @@ var (
 	// ErrUnknownDevice means a claim was allocated a device the driver
 	// does not publish.
 	ErrUnknownDevice = errors.New("unknown device")
+	// ErrNamespace means a claim's namespace may not have the profile of
+	// a device it was allocated.
+	ErrNamespace = errors.New("profile not allowed in this namespace")
 )
 
 // Config is what Run serves.
 type Config struct {
-	Profiles     []string             // the host's allowed profiles
+	Profiles []string // the host's allowed profiles
+	// Namespaces are, per profile, the only Kubernetes namespaces whose
+	// claims may have it (profile.Profile's K8sNamespaces); a profile not
+	// in it is for every namespace.
+	Namespaces   map[string][]string
 	Node         string               // this node's name
 	Client       kubernetes.Interface // to publish the ResourceSlice and read claims
 	RegistrarDir string               // default DefaultRegistrarDir
@@ -127,8 +136,9 @@ func checkDir(dir string) error {
 
 // driver answers kubelet.
 type driver struct {
-	profiles map[string]string // device name -> profile
-	log      func(Event)
+	profiles   map[string]string   // device name -> profile
+	namespaces map[string][]string // profile -> its namespaces, if limited
+	log        func(Event)
 }
 
 // Run registers the driver with kubelet, publishes the node's devices and
@@ -140,7 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = func(Event) {}
 	}
-	d := &driver{profiles: map[string]string{}, log: cfg.Log}
+	d := &driver{profiles: map[string]string{}, namespaces: cfg.Namespaces, log: cfg.Log}
 	devs := devices(cfg.Profiles, cfg.Devices)
 	for _, dev := range devs {
 		d.profiles[dev.Name] = *dev.Attributes[ProfileAttribute].StringValue
@@ -204,6 +214,13 @@ func (d *driver) prepare(c *resourceapi.ResourceClaim) kubeletplugin.PrepareResu
 		p, ok := d.profiles[r.Device]
 		if !ok {
 			res.Err = fmt.Errorf("claim %s: %w %q: this node publishes no such device (was the policy changed?)", name, ErrUnknownDevice, r.Device)
+			res.Devices = nil
+			d.log(Event{Action: "error", Claim: name, Error: res.Err.Error()})
+			return res
+		}
+		if nss, limited := d.namespaces[p]; limited && !slices.Contains(nss, c.Namespace) {
+			res.Err = fmt.Errorf("claim %s: %w: profile %s is for claims of the namespaces %s only (k8s_namespaces in the node's bpfgate config), not %s",
+				name, ErrNamespace, p, strings.Join(nss, ", "), c.Namespace)
 			res.Devices = nil
 			d.log(Event{Action: "error", Claim: name, Error: res.Err.Error()})
 			return res

@@ -25,7 +25,8 @@ func claim(uid string, results ...resourceapi.DeviceRequestAllocationResult) *re
 }
 
 func TestPrepare(t *testing.T) {
-	d := &driver{profiles: map[string]string{"demo-0": "demo", "demo-1": "demo", "tracing-0": "tracing"}, log: func(Event) {}}
+	d := &driver{profiles: map[string]string{"demo-0": "demo", "demo-1": "demo", "tracing-0": "tracing", "scoped-0": "scoped", "elsewhere-0": "elsewhere"},
+		namespaces: map[string][]string{"scoped": {"other", "ns"}, "elsewhere": {"monitoring"}}, log: func(Event) {}}
 	for _, tc := range []struct {
 		name    string
 		claim   *resourceapi.ResourceClaim
@@ -45,6 +46,12 @@ func TestPrepare(t *testing.T) {
 		{"unknown device", claim("d", resourceapi.DeviceRequestAllocationResult{Request: "bpf", Driver: DriverName, Pool: "node", Device: "admin-0"}),
 			nil, ErrUnknownDevice.Error()},
 		{"not allocated", claim("e"), nil, "not allocated"},
+		{"namespace allowed", claim("f", resourceapi.DeviceRequestAllocationResult{Request: "bpf", Driver: DriverName, Pool: "node", Device: "scoped-0"}),
+			[]string{"bpfgate.dev/bpf=scoped"}, ""},
+		{"namespace not allowed", claim("g",
+			resourceapi.DeviceRequestAllocationResult{Request: "a", Driver: DriverName, Pool: "node", Device: "demo-0"},
+			resourceapi.DeviceRequestAllocationResult{Request: "b", Driver: DriverName, Pool: "node", Device: "elsewhere-0"}),
+			nil, "claim ns/g: profile not allowed in this namespace: profile elsewhere is for claims of the namespaces monitoring only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := d.PrepareResourceClaims(context.Background(), []*resourceapi.ResourceClaim{tc.claim})

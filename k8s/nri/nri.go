@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -141,8 +142,13 @@ func (p *Plugin) adjust(pod *api.PodSandbox, ctr *api.Container, name string) (*
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := policy.Find(name); err != nil {
+	prof, err := policy.Find(name)
+	if err != nil {
 		return nil, "", fmt.Errorf("%w: %w", ocihook.ErrNotAllowed, err)
+	}
+	if ns := pod.GetNamespace(); !prof.AllowsK8sNamespace(ns) {
+		return nil, "", fmt.Errorf("%w: profile %s is for pods of the namespaces %s only (k8s_namespaces in %s), not %s",
+			ocihook.ErrNotAllowed, name, strings.Join(prof.K8sNamespaces, ", "), policy.Path, ns)
 	}
 	// The hook's own checks, on what NRI shows: the user namespace (NRI
 	// shows no capabilities; the hook checks them at start).

@@ -1,6 +1,7 @@
 package nri
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,7 +33,9 @@ func testPlugin(t testing.TB) *Plugin {
 		Hook:  cdi.Hook{Path: hookPath, Args: []string{"--config", "/etc/bpfgate/test.yaml"}},
 		Names: &delegate.Names{},
 		Policy: func(*delegate.Names) (*profile.Policy, error) {
-			return &profile.Policy{Profiles: []profile.Profile{{Name: "demo", Cmds: "map_create"}}, Path: "test"}, nil
+			return &profile.Policy{Profiles: []profile.Profile{{Name: "demo", Cmds: "map_create"},
+				{Name: "scoped", Cmds: "map_create", K8sNamespaces: []string{"ns", "other"}},
+				{Name: "elsewhere", Cmds: "map_create", K8sNamespaces: []string{"monitoring"}}}, Path: "test"}, nil
 		},
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Retry:    10 * time.Millisecond,
@@ -88,6 +91,7 @@ func TestCreateContainer(t *testing.T) {
 		seccomp string // names of the adjusted policy's rules, "" for no adjustment
 		err     error
 		text    string // the refusal's text after the wrapped error
+		profile string // the hook's, if not demo
 	}{
 		{name: "unannotated", pod: pod(nil), ctr: ctr("c", hostNS, nil)},
 		{name: "other container", pod: pod(map[string]string{ContainerAnnotationPrefix + "x": "demo"}), ctr: ctr("c", userNS, nil)},
@@ -101,6 +105,9 @@ func TestCreateContainer(t *testing.T) {
 			err: ocihook.ErrNoUserNS, text: ocihook.Kubernetes.UserNSFix()},
 		{name: "not allowed", pod: pod(map[string]string{ProfileAnnotation: "gone"}), ctr: ctr("c", userNS, nil), err: ocihook.ErrNotAllowed,
 			text: fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone")},
+		{name: "namespace allowed", pod: pod(map[string]string{ProfileAnnotation: "scoped"}), ctr: ctr("c", userNS, nil), hook: true, profile: "scoped"},
+		{name: "namespace not allowed", pod: pod(map[string]string{ProfileAnnotation: "elsewhere"}), ctr: ctr("c", userNS, nil), err: ocihook.ErrNotAllowed,
+			text: "profile elsewhere is for pods of the namespaces monitoring only (k8s_namespaces in test), not ns"},
 		{name: "seccomp denies bpf", pod: pod(demo), ctr: ctr("c", userNS, denyBPF), hook: true, seccomp: "[bpf] [kexec_load]"},
 		{name: "seccomp denies by default", pod: pod(demo), ctr: ctr("c", userNS, denyAll), hook: true, seccomp: "[bpf] [read]"},
 		// containerd 2.2 would crash on the ENOSYS rule: left to the hook.
@@ -135,7 +142,8 @@ func TestCreateContainer(t *testing.T) {
 			}
 			want := []string(nil)
 			if tc.hook {
-				want = []string{hookPath + " bpfgate oci-hook --profile demo --config /etc/bpfgate/test.yaml"}
+				prof := cmp.Or(tc.profile, "demo")
+				want = []string{hookPath + " bpfgate oci-hook --profile " + prof + " --config /etc/bpfgate/test.yaml"}
 			}
 			if !slices.Equal(hooks, want) {
 				t.Errorf("hooks %q, want %q", hooks, want)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfgate/bpfgate/k8s/dra"
 	"github.com/bpfgate/bpfgate/k8s/nri"
 	"github.com/bpfgate/bpfgate/ocihook"
 	"github.com/bpfgate/bpfgate/profile"
@@ -154,7 +155,7 @@ func TestDRA(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(slices.Items) != 1 || slices.Items[0].Spec.Driver != "bpfgate.dev" || slices.Items[0].Spec.Node != k.Node ||
-		len(slices.Items[0].Spec.Devices) != 2 {
+		len(slices.Items[0].Spec.Devices) != 4 { // demo's and scoped's
 		t.Fatalf("ResourceSlices: %s", out)
 	}
 
@@ -182,6 +183,27 @@ func TestDRA(t *testing.T) {
 	expect(t, ebpfcheckReport(t, out), demoAllowed)
 	// Deleting the pod lets kubelet unprepare the claim.
 	if _, err := cp.Kubectl("delete", "pod", "-n", KubeletNamespace, "dra-demo", "--timeout=60s"); err != nil {
+		t.Error(err)
+	}
+
+	// A claim on a profile limited to other namespaces (scoped: only
+	// monitoring) is refused when kubelet asks the driver to prepare it:
+	// the pod never starts, and its events say why.
+	scopedClaim := strings.ReplaceAll(strings.ReplaceAll(fmt.Sprintf(draObjects, KubeletNamespace), "bpf-demo", "bpf-scoped"), "bpfgate-demo", "bpfgate-scoped")
+	scopedPod := strings.ReplaceAll(fmt.Sprintf(draPod, "dra-scoped", KubeletNamespace, "", false, testImage, "BPF"), "bpf-demo", "bpf-scoped")
+	if err := cp.Apply(scopedClaim + "---\n" + scopedPod); err != nil {
+		t.Fatal(err)
+	}
+	refusal := fmt.Sprintf("claim %s/bpf-scoped: %s: profile scoped is for claims of the namespaces monitoring only", KubeletNamespace, dra.ErrNamespace)
+	if ev := wait("error"); !strings.Contains(fmt.Sprint(ev["error"]), refusal) {
+		t.Errorf("the driver's error %v does not say %q", ev, refusal)
+	}
+	if msg, err := podEvent(cp, "dra-scoped", refusal, 60*time.Second); err != nil {
+		t.Errorf("%v\nkubelet's lines about it:\n%s", err, k.LogLines("dra-scoped"))
+	} else {
+		t.Logf("kubectl get events: %s", msg)
+	}
+	if _, err := cp.Kubectl("delete", "pod", "-n", KubeletNamespace, "dra-scoped", "--timeout=60s"); err != nil {
 		t.Error(err)
 	}
 
@@ -225,6 +247,36 @@ func TestDRA(t *testing.T) {
 	}
 	if t.Failed() {
 		fmt.Println("kubelet's log:\n" + k.LogTail())
+	}
+}
+
+// podEvent waits for an event of the pod whose message says want, and
+// returns that message.
+func podEvent(cp *ControlPlane, pod, want string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := cp.Kubectl("get", "events", "-n", KubeletNamespace, "--field-selector", "involvedObject.name="+pod, "-o", "json")
+		if err != nil {
+			return "", err
+		}
+		var evs struct {
+			Items []struct {
+				Reason  string `json:"reason"`
+				Message string `json:"message"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(out), &evs); err != nil {
+			return "", fmt.Errorf("kubectl get events: %w", err)
+		}
+		for _, e := range evs.Items {
+			if strings.Contains(e.Message, want) {
+				return e.Reason + ": " + e.Message, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no event of pod %s says %q in %v: %s", pod, want, timeout, out)
+		}
+		time.Sleep(time.Second)
 	}
 }
 

@@ -51,6 +51,13 @@ const policy = `profiles:
     maps: [hash, array]
     progs: [socket_filter]
     attachs: [cgroup_inet_ingress]
+  scoped:
+    description: demo's rights, for pods of the namespace monitoring only
+    cmds: [map_create, prog_load, btf_load]
+    maps: [hash, array]
+    progs: [socket_filter]
+    attachs: [cgroup_inet_ingress]
+    k8s_namespaces: [monitoring]
 `
 
 const goneProfile = `  gone:

@@ -292,6 +292,9 @@ func TestNRIRefusals(t *testing.T) {
 		// the hook: the containerd answering the next case proves it alive.
 		{"seccomp blocks bpf with ENOSYS", pod{}, demo, "start", ocihook.ErrSeccomp.Error(),
 			blockBPFENOSYS, ocihook.Kubernetes.SeccompFix()},
+		// The pods here are in the namespace bpfgate-test.
+		{"namespace not allowed", pod{}, map[string]string{nri.ProfileAnnotation: "scoped"}, "create",
+			ocihook.ErrNotAllowed.Error() + ": profile scoped is for pods of the namespaces monitoring only (k8s_namespaces in ", "", ", not bpfgate-test"},
 		{"profile not allowed, again", pod{}, map[string]string{nri.ProfileAnnotation: "gone"}, "create",
 			fmt.Sprintf("%s: %s %q", ocihook.ErrNotAllowed, profile.ErrUnknown, "gone"), "", ""},
 	} {
