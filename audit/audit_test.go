@@ -69,6 +69,9 @@ func workload() int {
 	}
 	fmt.Println(st.Ino)
 	bufio.NewReader(os.Stdin).ReadString('\n')
+	if os.Getenv(workloadEnv) == "highbits" {
+		return highBits()
+	}
 	tok, err := token.Create("/sys/fs/bpf")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -124,6 +127,40 @@ func workload() int {
 	runtime.KeepAlive(license)
 	if !ok {
 		return 4
+	}
+	return 0
+}
+
+// highBits makes two map_create calls with the workload's token (a hash,
+// which succeeds, and a ringbuf, which the delegation refuses) through the
+// x86-64 ABI with bit 32 of the call number set: the kernel takes the call
+// number as an int and ignores the upper half of rax, which stays in
+// orig_ax.
+func highBits() int {
+	tok, err := token.Create("/sys/fs/bpf")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
+	}
+	defer tok.Close()
+	for _, c := range []struct {
+		typ, key, value uint32
+		want            error
+	}{{1, 4, 4, nil}, {27, 0, 0, unix.EPERM}} {
+		a := sys.MapCreateAttr{MapType: c.typ, KeySize: c.key, ValueSize: c.value, MaxEntries: 4096,
+			MapFlags: sys.BPF_F_TOKEN_FD, MapTokenFd: int32(tok.FD())}
+		copy(a.MapName[:], "audit_highbits")
+		fd, _, errno := unix.Syscall(1<<32|unix.SYS_BPF, sys.BPF_MAP_CREATE, uintptr(unsafe.Pointer(&a)), unsafe.Sizeof(a))
+		var err error
+		if errno != 0 {
+			err = errno
+		} else {
+			unix.Close(int(fd))
+		}
+		if !errors.Is(err, c.want) && !(err == nil && c.want == nil) {
+			fmt.Fprintf(os.Stderr, "map type %d with bit 32 of the call number set: %v, want %v\n", c.typ, err, c.want)
+			return 4
+		}
 	}
 	return 0
 }
@@ -414,6 +451,34 @@ func TestCompat(t *testing.T) {
 			}
 			if x32 {
 				t.Log("x32 calls recorded")
+			}
+		})
+	}
+}
+
+// TestHighBits: a 64-bit bpf(2) call whose number has bits set above the
+// low 32 (which the kernel ignores: it takes the number as an int) is
+// recorded by every hook, as the same call without them would be.
+func TestHighBits(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, hook := range []audit.Hook{audit.HookTracepoint, audit.HookRawTracepoint} {
+		t.Run(hook.String(), func(t *testing.T) {
+			tr := open(t, audit.Options{Hook: hook})
+			s := startWorkloadMode(t, "highbits")
+			s.run(t)
+			var got []*audit.Event
+			for _, e := range drain(t, tr) {
+				if e.UserNS == s.userns {
+					got = append(got, e)
+				}
+			}
+			if len(got) != 2 {
+				t.Fatalf("%d events of the workload's 2 calls with bit 32 of the call number set: %+v", len(got), got)
+			}
+			for i, w := range []struct{ typ, outcome string }{{"hash", "ok"}, {"ringbuf", "denied"}} {
+				if e := got[i]; e.Cmd != "map_create" || e.MapType != w.typ || e.Outcome != w.outcome || e.ABI != "" {
+					t.Errorf("event %d: %+v, want map_create of a %s, %s, x86-64", i, e, w.typ, w.outcome)
+				}
 			}
 		})
 	}

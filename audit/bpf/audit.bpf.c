@@ -352,8 +352,10 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(bpfgate_audit_btf, struct pt_regs *regs, long ret)
 {
 	/* A direct load (regs is a BTF pointer here), not a helper call: every
-	 * system call pays for this line. */
-	long nr = regs->orig_ax;
+	 * system call pays for this line. The low 32 bits only: the kernel
+	 * takes the number as an int and ignores the upper half of rax, which
+	 * orig_ax keeps (a 64-bit bpf() with bit 32 set is still bpf()). */
+	__u32 nr = (__u32)regs->orig_ax;
 
 	if (nr == NR_BPF)
 		return on_exit(regs, ret, 0);
