@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -240,6 +241,11 @@ func Enable(opts Options) (*State, error) {
 		}
 	}
 	for name, mp := range mapsByName(m) {
+		if mp == m.GuardMnt {
+			// Nobody needs it, and a read-only fd of it would do for a
+			// program of anyone's to write it (see guard.bpf.c).
+			continue
+		}
 		if err := mp.Pin(filepath.Join(pinDir, "maps", name)); err != nil {
 			return nil, fmt.Errorf("guard: pin map %s: %w", name, err)
 		}
@@ -362,6 +368,9 @@ const (
 	kindLink = 1
 	kindMap  = 2
 	kindProg = 3
+	// kindMapNoFD: maps nobody but the manager gets an fd of by id (the
+	// guard's guard_mnt); set by Enable, kept by Sync.
+	kindMapNoFD = 4
 )
 
 // Sync makes the guard protect by id, as well as by pin, exactly what is
@@ -403,7 +412,63 @@ func Sync(opts Options) error {
 func syncIDs(root string, ids *ebpf.Map) error {
 	want := map[uint64]bool{}
 	var errs []error
-	usedMaps := func(progID uint32) {
+	// A map-in-map's maps and a program array's programs are reached
+	// through it, and so are protected like it: else a program's map
+	// could be written by the inner map's id, which the program reaches.
+	var addMap, addProg func(id uint32)
+	addMap = func(id uint32) {
+		key := kindMap<<32 | uint64(id)
+		if want[key] {
+			return
+		}
+		want[key] = true
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("map %d: %w", id, err))
+			return
+		}
+		defer m.Close()
+		var inner func(uint32)
+		switch m.Type() {
+		case ebpf.ArrayOfMaps, ebpf.HashOfMaps:
+			inner = addMap
+		case ebpf.ProgramArray:
+			inner = addProg
+		default:
+			return
+		}
+		// The kernel gives the ids of what the slots hold.
+		var ids []uint32
+		var k any
+		for {
+			next, err := m.NextKeyBytes(k)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("map %d: %w", id, err))
+				break
+			}
+			if next == nil {
+				break
+			}
+			k = next
+			v, err := m.LookupBytes(next)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("map %d: %w", id, err))
+				break
+			}
+			if len(v) == 4 {
+				ids = append(ids, binary.NativeEndian.Uint32(v))
+			}
+		}
+		for _, i := range ids {
+			inner(i)
+		}
+	}
+	addProg = func(progID uint32) {
+		key := kindProg<<32 | uint64(progID)
+		if want[key] {
+			return
+		}
+		want[key] = true
 		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(progID))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("program %d: %w", progID, err))
@@ -417,7 +482,7 @@ func syncIDs(root string, ids *ebpf.Map) error {
 		}
 		mapIDs, _ := info.MapIDs()
 		for _, id := range mapIDs {
-			want[kindMap<<32|uint64(id)] = true
+			addMap(uint32(id))
 		}
 	}
 	err := pins.List([]string{root}, pins.Options{}, func(e *pins.Entry) error {
@@ -427,15 +492,13 @@ func syncIDs(root string, ids *ebpf.Map) error {
 		}
 		switch e.Kind {
 		case pins.KindMap:
-			want[kindMap<<32|uint64(e.ID)] = true
+			addMap(e.ID)
 		case pins.KindProgram:
-			want[kindProg<<32|uint64(e.ID)] = true
-			usedMaps(e.ID)
+			addProg(e.ID)
 		case pins.KindLink:
 			want[kindLink<<32|uint64(e.ID)] = true
 			if e.Link != nil && e.Link.ProgramID != 0 {
-				want[kindProg<<32|uint64(e.Link.ProgramID)] = true
-				usedMaps(e.Link.ProgramID)
+				addProg(e.Link.ProgramID)
 			}
 		}
 		return nil
@@ -457,7 +520,7 @@ func syncIDs(root string, ids *ebpf.Map) error {
 	var v uint8
 	it := ids.Iterate()
 	for it.Next(&key, &v) {
-		if !want[key] {
+		if !want[key] && key>>32 != kindMapNoFD {
 			stale = append(stale, key)
 		}
 	}
@@ -480,6 +543,8 @@ func kindName(k uint64) string {
 		return "map"
 	case kindProg:
 		return "program"
+	case kindMapNoFD:
+		return "map (no fd by id)"
 	}
 	return fmt.Sprintf("kind %d", k)
 }
@@ -494,6 +559,9 @@ func objectIDs(objs *guardObjects, links []link.Link) ([]uint64, error) {
 		}
 		id, _ := info.ID()
 		out = append(out, kindMap<<32|uint64(id))
+		if m == objs.GuardMnt {
+			out = append(out, kindMapNoFD<<32|uint64(id))
+		}
 	}
 	for _, p := range programs(&objs.guardPrograms) {
 		info, err := p.prog.Info()
