@@ -250,8 +250,10 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret, __u32 abi)
 	int token_fd = creates ? token_fd_of(cmd, uattr) : -1;
 
 	/* Record calls with a token, and refusals inside a user namespace
-	 * other than the host's. */
-	if (token_fd < 0 && (ret != -EPERM || userns == init_userns))
+	 * other than the host's, and what a call made there: the attr, read
+	 * again here, may no longer say that the call passed a token (another
+	 * thread cleared the flag meanwhile). */
+	if (token_fd < 0 && (userns == init_userns || (ret != -EPERM && !(creates && ret >= 0))))
 		return 0;
 
 	__u32 zero = 0;
