@@ -59,11 +59,14 @@ struct {
 /* The objects protected by id, key kind<<32 | id: the guard's own, and what
  * is pinned in the tree, its links' programs and their maps (Sync).
  * KIND_MAP_NOFD: maps of which nobody but the manager gets an fd from the
- * id (guard_mnt, which programs write and so any program could). */
+ * id (guard_mnt, which programs write and so any program could).
+ * KIND_MAP_ROFD: maps of which nobody but the manager gets a write-mode
+ * fd at all (the guard's own). */
 #define KIND_LINK 1ULL
 #define KIND_MAP 2ULL
 #define KIND_PROG 3ULL
 #define KIND_MAP_NOFD 4ULL
+#define KIND_MAP_ROFD 5ULL
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
@@ -398,6 +401,21 @@ int BPF_PROG(guard_bpf, int cmd, union bpf_attr *attr, unsigned int size)
 	}
 	}
 	return p ? deny(H_BPF) : 0;
+}
+
+/* A write-mode fd of one of the guard's maps (from its id, its pin, or
+ * at all): guard_bpf reads an fd's object before the kernel takes it, so a
+ * thread's dup2 in between would let an update of guard_exes, which makes
+ * its caller the manager (and so undoes Lock), through. A read-only fd
+ * cannot update. The tree's maps stay readable by bpftool, which opens
+ * them read-write. */
+SEC("lsm/bpf_map")
+int BPF_PROG(guard_bpf_map, struct bpf_map *map, unsigned int fmode)
+{
+	if (!(fmode & FMODE_WRITE))
+		return 0;
+	__u64 key = KIND_MAP_ROFD << 32 | BPF_CORE_READ(map, id);
+	return bpf_map_lookup_elem(&guard_ids, &key) ? deny(H_BPF) : 0;
 }
 
 static __always_inline bool name_is(struct dentry *d, const char *want, int n)

@@ -347,6 +347,7 @@ func programs(p *guardPrograms) []prog {
 		{"sb_mount", "guard_mount", p.GuardMount},
 		{"move_mount", "guard_move_mount", p.GuardMoveMount},
 		{"bpf", "guard_bpf", p.GuardBpf},
+		{"bpf_map", "guard_bpf_map", p.GuardBpfMap},
 		{"file_open", "guard_file_open", p.GuardFileOpen},
 		{"ptrace_access_check", "guard_ptrace", p.GuardPtrace},
 		{"ptrace_traceme", "guard_traceme", p.GuardTraceme},
@@ -369,8 +370,11 @@ const (
 	kindMap  = 2
 	kindProg = 3
 	// kindMapNoFD: maps nobody but the manager gets an fd of by id (the
-	// guard's guard_mnt); set by Enable, kept by Sync.
+	// guard's guard_mnt); kindMapROFD: maps nobody but the manager gets a
+	// write-mode fd of (the guard's other maps). Set by Enable, kept by
+	// Sync.
 	kindMapNoFD = 4
+	kindMapROFD = 5
 )
 
 // Sync makes the guard protect by id, as well as by pin, exactly what is
@@ -520,7 +524,7 @@ func syncIDs(root string, ids *ebpf.Map) error {
 	var v uint8
 	it := ids.Iterate()
 	for it.Next(&key, &v) {
-		if !want[key] && key>>32 != kindMapNoFD {
+		if !want[key] && key>>32 != kindMapNoFD && key>>32 != kindMapROFD {
 			stale = append(stale, key)
 		}
 	}
@@ -545,6 +549,8 @@ func kindName(k uint64) string {
 		return "program"
 	case kindMapNoFD:
 		return "map (no fd by id)"
+	case kindMapROFD:
+		return "map (read-only fds)"
 	}
 	return fmt.Sprintf("kind %d", k)
 }
@@ -559,8 +565,13 @@ func objectIDs(objs *guardObjects, links []link.Link) ([]uint64, error) {
 		}
 		id, _ := info.ID()
 		out = append(out, kindMap<<32|uint64(id))
-		if m == objs.GuardMnt {
+		switch m {
+		case objs.GuardMnt:
 			out = append(out, kindMapNoFD<<32|uint64(id))
+		case objs.GuardCounts:
+			// programs write it; a forged count misleads, nothing more
+		default:
+			out = append(out, kindMapROFD<<32|uint64(id))
 		}
 	}
 	for _, p := range programs(&objs.guardPrograms) {

@@ -15,6 +15,8 @@
 package guard
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -126,10 +128,37 @@ func helper(op string, args []string) error {
 		}
 		b[0] = 1
 		return unix.Munmap(b)
-	case "race-update": // update key 0 of map id args[0] to args[1] through an fd swapped in after the bpf hook looked
+	case "race-update": // update key 0 of map id args[0] (an array of uint64) to args[1] through an fd swapped in after the bpf hook looked
 		id, _ := strconv.Atoi(args[0])
 		v, _ := strconv.ParseUint(args[1], 0, 64)
-		return raceUpdate(ebpf.MapID(id), v)
+		return raceUpdate(ebpf.MapID(id), make([]byte, 4), binary.NativeEndian.AppendUint64(nil, v))
+	case "race-manager": // make this executable a manager of the guard at args[0] by racing an update of its guard_exes, then disable the guard
+		st, err := Status(Options{Root: args[0]})
+		if err != nil {
+			return err
+		}
+		var self unix.Stat_t
+		if err := unix.Stat("/proc/self/exe", &self); err != nil {
+			return err
+		}
+		k := keyOf(&self)
+		key := make([]byte, 16)
+		binary.NativeEndian.PutUint32(key, k.Dev)
+		binary.NativeEndian.PutUint64(key[8:], k.Ino)
+		m, err := ebpf.LoadPinnedMap(filepath.Join(st.Pins, "maps", "guard_exes"), &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		info, err := m.Info()
+		m.Close()
+		if err != nil {
+			return err
+		}
+		id, _ := info.ID()
+		if err := raceUpdate(id, key, []byte{1}); err != nil {
+			return err
+		}
+		return Disable(Options{Root: args[0]})
 	case "inner-update": // update key 0 of the inner map at key 0 of the map-in-map pinned at args[0]
 		outer, err := ebpf.LoadPinnedMap(args[0], &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -779,18 +808,18 @@ func progWrite(m *ebpf.Map, v int64) error {
 	return nil
 }
 
-// raceUpdate tries, for up to 10 s, BPF_MAP_UPDATE_ELEM on an fd number
-// that holds a map of its own when the bpf hook reads it, and the
-// protected map (an fd from its id) when the kernel takes it: another
-// thread swaps them with dup2. It returns nil once the protected map holds
-// v, an error if it never did.
-func raceUpdate(id ebpf.MapID, v uint64) error {
+// raceUpdate tries, for up to 10 s, BPF_MAP_UPDATE_ELEM of key to value
+// on an fd number that holds a map of its own when the bpf hook reads it,
+// and the map id (an fd from its id) when the kernel takes it: another
+// thread swaps them with dup2. It returns nil once the map holds value, an
+// error if it never did.
+func raceUpdate(id ebpf.MapID, key, value []byte) error {
 	target, err := ebpf.NewMapFromID(id)
 	if err != nil {
 		return fmt.Errorf("get map %d: %w", id, err)
 	}
 	defer target.Close()
-	decoy, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 4})
+	decoy, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: uint32(len(key)), ValueSize: uint32(len(value)), MaxEntries: 4})
 	if err != nil {
 		return err
 	}
@@ -811,24 +840,25 @@ func raceUpdate(id ebpf.MapID, v uint64) error {
 		}
 	}()
 	defer func() { stop.Store(true); <-done }()
-	key := uint32(0)
 	attr := struct {
 		mapFD uint32
 		_     uint32
 		key   uint64
 		value uint64
 		flags uint64
-	}{mapFD: uint32(slot), key: uint64(uintptr(unsafe.Pointer(&key))), value: uint64(uintptr(unsafe.Pointer(&v)))}
+	}{mapFD: uint32(slot), key: uint64(uintptr(unsafe.Pointer(&key[0]))), value: uint64(uintptr(unsafe.Pointer(&value[0])))}
 	deadline := time.Now().Add(10 * time.Second)
 	for n := 0; time.Now().Before(deadline); n++ {
 		unix.Syscall(unix.SYS_BPF, 2 /* BPF_MAP_UPDATE_ELEM */, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-		var got uint64
-		if n%64 == 0 && target.Lookup(key, &got) == nil && got == v {
-			return nil
+		if n%64 == 0 {
+			if got, err := target.LookupBytes(key); err == nil && bytes.Equal(got, value) {
+				return nil
+			}
 		}
 	}
-	runtime.KeepAlive(&key)
-	return fmt.Errorf("map %d never held %#x: %w", id, v, unix.EPERM)
+	runtime.KeepAlive(key)
+	runtime.KeepAlive(value)
+	return fmt.Errorf("map %d never held %x at %x: %w", id, value, key, unix.EPERM)
 }
 
 // readU64 is key 0 of the array pinned at rel, as the manager reads it.
@@ -896,6 +926,19 @@ func (l *lab) guardMapID(name string) ebpf.MapID {
 	}
 	l.t.Fatalf("no map %s among the guard programs' maps", name)
 	return 0
+}
+
+// TestGuardRaceManager: the bpf hook looks at an fd's object before the
+// kernel does, so another thread's dup2 in between would let root's update
+// of guard_exes through, making root's executable a manager (which undoes
+// Lock too). Write-mode fds of the guard's own maps are refused to all but
+// the manager, and a read-only fd cannot update.
+func TestGuardRaceManager(t *testing.T) {
+	l := newLab(t)
+	l.refused("operation not permitted", "copy", "race-manager", l.root)
+	if st, err := Status(l.opts); err != nil || !st.Enabled {
+		t.Fatalf("after the race, Status: %+v %v", st, err)
+	}
 }
 
 // TestGuardInnerMaps: the maps inside a map-in-map pinned in the tree are
