@@ -55,4 +55,3 @@ func TestGuardGapRace(t *testing.T) {
 		t.Errorf("the preloaded map holds %#x", v)
 	}
 }
-
