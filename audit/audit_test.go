@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -69,6 +70,12 @@ func workload() int {
 	}
 	fmt.Println(st.Ino)
 	bufio.NewReader(os.Stdin).ReadString('\n')
+	if os.Getenv(workloadEnv) == "highbits" {
+		return highBits()
+	}
+	if os.Getenv(workloadEnv) == "flip" {
+		return flipToken()
+	}
 	tok, err := token.Create("/sys/fs/bpf")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -124,6 +131,94 @@ func workload() int {
 	runtime.KeepAlive(license)
 	if !ok {
 		return 4
+	}
+	return 0
+}
+
+// highBits makes two map_create calls with the workload's token (a hash,
+// which succeeds, and a ringbuf, which the delegation refuses) through the
+// x86-64 ABI with bit 32 of the call number set: the kernel takes the call
+// number as an int and ignores the upper half of rax, which stays in
+// orig_ax.
+func highBits() int {
+	tok, err := token.Create("/sys/fs/bpf")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
+	}
+	defer tok.Close()
+	for _, c := range []struct {
+		typ, key, value uint32
+		want            error
+	}{{1, 4, 4, nil}, {27, 0, 0, unix.EPERM}} {
+		a := sys.MapCreateAttr{MapType: c.typ, KeySize: c.key, ValueSize: c.value, MaxEntries: 4096,
+			MapFlags: sys.BPF_F_TOKEN_FD, MapTokenFd: int32(tok.FD())}
+		copy(a.MapName[:], "audit_highbits")
+		fd, _, errno := unix.Syscall(1<<32|unix.SYS_BPF, sys.BPF_MAP_CREATE, uintptr(unsafe.Pointer(&a)), unsafe.Sizeof(a))
+		var err error
+		if errno != 0 {
+			err = errno
+		} else {
+			unix.Close(int(fd))
+		}
+		if !errors.Is(err, c.want) && !(err == nil && c.want == nil) {
+			fmt.Fprintf(os.Stderr, "map type %d with bit 32 of the call number set: %v, want %v\n", c.typ, err, c.want)
+			return 4
+		}
+	}
+	return 0
+}
+
+// flipCalls is how many calls the workload makes at most in mode "flip",
+// and flipMade how many maps it makes before it stops.
+const flipCalls, flipMade = 5000, 300
+
+// flipToken makes map_create calls of a hash with its token while
+// another thread keeps setting and clearing BPF_F_TOKEN_FD in the attr:
+// the kernel copies the attr at the start of each call, the tracer reads it
+// again at the end. It writes how many calls made a map to the file named
+// by $BPFGATE_AUDIT_TEST_OUT.
+func flipToken() int {
+	tok, err := token.Create("/sys/fs/bpf")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
+	}
+	defer tok.Close()
+	a := sys.MapCreateAttr{MapType: 1, KeySize: 4, ValueSize: 4, MaxEntries: 16,
+		MapFlags: sys.BPF_F_TOKEN_FD, MapTokenFd: int32(tok.FD())}
+	copy(a.MapName[:], "audit_flip")
+	runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0)))
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer close(done)
+		// each state for about as long as a call takes
+		spin := func() {
+			for i := 0; i < 2000 && !stop.Load(); i++ {
+			}
+		}
+		for !stop.Load() {
+			atomic.StoreUint32(&a.MapFlags, 0)
+			spin()
+			atomic.StoreUint32(&a.MapFlags, sys.BPF_F_TOKEN_FD)
+			spin()
+		}
+	}()
+	made := 0
+	for i := 0; i < flipCalls && made < flipMade; i++ {
+		fd, _, errno := unix.Syscall(unix.SYS_BPF, sys.BPF_MAP_CREATE, uintptr(unsafe.Pointer(&a)), unsafe.Sizeof(a))
+		if errno == 0 {
+			made++
+			unix.Close(int(fd))
+		}
+	}
+	stop.Store(true)
+	<-done
+	if err := os.WriteFile(os.Getenv("BPFGATE_AUDIT_TEST_OUT"), []byte(strconv.Itoa(made)), 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
 	}
 	return 0
 }
@@ -414,6 +509,74 @@ func TestCompat(t *testing.T) {
 			}
 			if x32 {
 				t.Log("x32 calls recorded")
+			}
+		})
+	}
+}
+
+// TestHighBits: a 64-bit bpf(2) call whose number has bits set above the
+// low 32 (which the kernel ignores: it takes the number as an int) is
+// recorded by every hook, as the same call without them would be.
+func TestHighBits(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, hook := range []audit.Hook{audit.HookTracepoint, audit.HookRawTracepoint} {
+		t.Run(hook.String(), func(t *testing.T) {
+			tr := open(t, audit.Options{Hook: hook})
+			s := startWorkloadMode(t, "highbits")
+			s.run(t)
+			var got []*audit.Event
+			for _, e := range drain(t, tr) {
+				if e.UserNS == s.userns {
+					got = append(got, e)
+				}
+			}
+			if len(got) != 2 {
+				t.Fatalf("%d events of the workload's 2 calls with bit 32 of the call number set: %+v", len(got), got)
+			}
+			for i, w := range []struct{ typ, outcome string }{{"hash", "ok"}, {"ringbuf", "denied"}} {
+				if e := got[i]; e.Cmd != "map_create" || e.MapType != w.typ || e.Outcome != w.outcome || e.ABI != "" {
+					t.Errorf("event %d: %+v, want map_create of a %s, %s, x86-64", i, e, w.typ, w.outcome)
+				}
+			}
+		})
+	}
+}
+
+// TestFlipToken: a workload cannot hide a map it made with its token by
+// clearing BPF_F_TOKEN_FD in the attr while the call runs (the tracer reads
+// the attr at exit): every call that made an object in the workload's user
+// namespace is recorded.
+func TestFlipToken(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, hook := range []audit.Hook{audit.HookTracepoint, audit.HookRawTracepoint} {
+		t.Run(hook.String(), func(t *testing.T) {
+			// room for every call's record: the refused ones are recorded too
+			tr := open(t, audit.Options{Hook: hook, RingSize: 8 << 20})
+			out := filepath.Join(testutil.PublicDir(t), "made")
+			// the workload's uid is not root's: it writes a file root made
+			if err := os.WriteFile(out, nil, 0o666); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(out, 0o666); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("BPFGATE_AUDIT_TEST_OUT", out)
+			s := startWorkloadMode(t, "flip")
+			s.run(t)
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			made, _ := strconv.Atoi(string(b))
+			ok := 0
+			for _, e := range drain(t, tr) {
+				if e.UserNS == s.userns && e.Outcome == audit.OutcomeOK && e.Cmd == "map_create" && e.MapID != 0 {
+					ok++
+				}
+			}
+			t.Logf("the workload made %d maps", made)
+			if made == 0 || ok != made {
+				t.Errorf("%d maps recorded as made, the workload made %d", ok, made)
 			}
 		})
 	}

@@ -1,6 +1,6 @@
 // Package audit records the bpf(2) calls of delegated workloads, host-wide:
-// every call made with a BPF token, and every call refused with EPERM in a
-// user namespace other than the host's. Each Event says who made the call
+// every call made with a BPF token, every call refused with EPERM in a user
+// namespace other than the host's, and every object made in one. Each Event says who made the call
 // (pid, comm, host uid, user namespace, cgroup), what it asked for (the
 // command and its map, program and attach types, in the kernel's names), the
 // token it passed as the kernel holds it (its user namespace, the device of

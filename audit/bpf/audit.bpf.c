@@ -250,8 +250,10 @@ static __always_inline int on_exit(struct pt_regs *regs, long ret, __u32 abi)
 	int token_fd = creates ? token_fd_of(cmd, uattr) : -1;
 
 	/* Record calls with a token, and refusals inside a user namespace
-	 * other than the host's. */
-	if (token_fd < 0 && (ret != -EPERM || userns == init_userns))
+	 * other than the host's, and what a call made there: the attr, read
+	 * again here, may no longer say that the call passed a token (another
+	 * thread cleared the flag meanwhile). */
+	if (token_fd < 0 && (userns == init_userns || (ret != -EPERM && !(creates && ret >= 0))))
 		return 0;
 
 	__u32 zero = 0;
@@ -352,8 +354,10 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(bpfgate_audit_btf, struct pt_regs *regs, long ret)
 {
 	/* A direct load (regs is a BTF pointer here), not a helper call: every
-	 * system call pays for this line. */
-	long nr = regs->orig_ax;
+	 * system call pays for this line. The low 32 bits only: the kernel
+	 * takes the number as an int and ignores the upper half of rax, which
+	 * orig_ax keeps (a 64-bit bpf() with bit 32 set is still bpf()). */
+	__u32 nr = (__u32)regs->orig_ax;
 
 	if (nr == NR_BPF)
 		return on_exit(regs, ret, 0);

@@ -18,9 +18,11 @@
 //     any of its directories (mount(2), move_mount(2));
 //   - writes to the guard's maps and to those of the tree, BPF_LINK_DETACH
 //     and BPF_LINK_UPDATE of its links and of the tree's, and programs
-//     that would attach to their programs, through any fd, also one from
-//     an id (Sync keeps the list of the tree's ids; the maps the tree's
-//     programs use are on it too);
+//     that would attach to their programs, through a syscall on an fd,
+//     also one from an id (Sync keeps the list of the tree's ids; the maps
+//     the tree's programs use, and what its map-in-maps and program arrays
+//     hold, are on it too); write-mode fds of the guard's own maps, and
+//     any fd of its record of the tree's mount;
 //   - writing /proc/sys/kernel/ftrace_enabled, whose 0 would switch off the
 //     trampolines every BPF LSM program runs from;
 //   - opening the manager's executable for writing, changing its
@@ -45,6 +47,8 @@
 // ErrUnsupported with what the kernel said and leaves nothing behind.
 //
 // What the guard cannot stop is described in docs/preload.md: a reboot with
-// another lsm=, moving the mount (MS_MOVE), kernel modules, kexec, and the
-// manager itself, which root can run until the guard is locked.
+// another lsm=, moving the mount (MS_MOVE), kernel modules, kexec, the
+// manager itself, which root can run until the guard is locked, and writes
+// to the tree's maps by root's own programs, through writable mmaps, or by
+// swapping fds while the bpf hook looks.
 package guard

@@ -57,10 +57,16 @@ struct {
 } guard_sbs SEC(".maps");
 
 /* The objects protected by id, key kind<<32 | id: the guard's own, and what
- * is pinned in the tree, its links' programs and their maps (Sync). */
+ * is pinned in the tree, its links' programs and their maps (Sync).
+ * KIND_MAP_NOFD: maps of which nobody but the manager gets an fd from the
+ * id (guard_mnt, which programs write and so any program could).
+ * KIND_MAP_ROFD: maps of which nobody but the manager gets a write-mode
+ * fd at all (the guard's own). */
 #define KIND_LINK 1ULL
 #define KIND_MAP 2ULL
 #define KIND_PROG 3ULL
+#define KIND_MAP_NOFD 4ULL
+#define KIND_MAP_ROFD 5ULL
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
@@ -81,7 +87,9 @@ struct {
 /* The mount through which the manager opened the protected directory at
  * enable (a struct mount *, written by guard_file_open): unmounting it or,
  * lazily, any mount above it would take the bpffs, and every pin in it,
- * away. BPF_F_RDONLY: nobody writes it but the program. */
+ * away. BPF_F_RDONLY keeps syscalls from writing it; a program, anyone's,
+ * could (a program may use a map through any fd of it, a read-only one
+ * too), so it is not pinned and guard_bpf refuses fds of it by id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_RDONLY);
@@ -383,8 +391,31 @@ int BPF_PROG(guard_bpf, int cmd, union bpf_attr *attr, unsigned int size)
 	case BPF_LINK_CREATE:
 		p = fd_protected(attr, OFF(link_create.target_fd), KIND_PROG, 'p');
 		break;
+	case BPF_MAP_GET_FD_BY_ID: {
+		/* the kernel's copy of the attr: no fd to swap */
+		__u32 id = 0;
+		bpf_probe_read_kernel(&id, sizeof(id), (void *)attr + OFF(map_id));
+		__u64 key = KIND_MAP_NOFD << 32 | id;
+		p = bpf_map_lookup_elem(&guard_ids, &key);
+		break;
+	}
 	}
 	return p ? deny(H_BPF) : 0;
+}
+
+/* A write-mode fd of one of the guard's maps (from its id, its pin, or
+ * at all): guard_bpf reads an fd's object before the kernel takes it, so a
+ * thread's dup2 in between would let an update of guard_exes, which makes
+ * its caller the manager (and so undoes Lock), through. A read-only fd
+ * cannot update. The tree's maps stay readable by bpftool, which opens
+ * them read-write. */
+SEC("lsm/bpf_map")
+int BPF_PROG(guard_bpf_map, struct bpf_map *map, unsigned int fmode)
+{
+	if (!(fmode & FMODE_WRITE))
+		return 0;
+	__u64 key = KIND_MAP_ROFD << 32 | BPF_CORE_READ(map, id);
+	return bpf_map_lookup_elem(&guard_ids, &key) ? deny(H_BPF) : 0;
 }
 
 static __always_inline bool name_is(struct dentry *d, const char *want, int n)

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -240,6 +241,11 @@ func Enable(opts Options) (*State, error) {
 		}
 	}
 	for name, mp := range mapsByName(m) {
+		if mp == m.GuardMnt {
+			// Nobody needs it, and a read-only fd of it would do for a
+			// program of anyone's to write it (see guard.bpf.c).
+			continue
+		}
 		if err := mp.Pin(filepath.Join(pinDir, "maps", name)); err != nil {
 			return nil, fmt.Errorf("guard: pin map %s: %w", name, err)
 		}
@@ -341,6 +347,7 @@ func programs(p *guardPrograms) []prog {
 		{"sb_mount", "guard_mount", p.GuardMount},
 		{"move_mount", "guard_move_mount", p.GuardMoveMount},
 		{"bpf", "guard_bpf", p.GuardBpf},
+		{"bpf_map", "guard_bpf_map", p.GuardBpfMap},
 		{"file_open", "guard_file_open", p.GuardFileOpen},
 		{"ptrace_access_check", "guard_ptrace", p.GuardPtrace},
 		{"ptrace_traceme", "guard_traceme", p.GuardTraceme},
@@ -362,6 +369,12 @@ const (
 	kindLink = 1
 	kindMap  = 2
 	kindProg = 3
+	// kindMapNoFD: maps nobody but the manager gets an fd of by id (the
+	// guard's guard_mnt); kindMapROFD: maps nobody but the manager gets a
+	// write-mode fd of (the guard's other maps). Set by Enable, kept by
+	// Sync.
+	kindMapNoFD = 4
+	kindMapROFD = 5
 )
 
 // Sync makes the guard protect by id, as well as by pin, exactly what is
@@ -414,7 +427,63 @@ func openForManager(opts Options, name, verb string) (*State, *ebpf.Map, error) 
 func syncIDs(root string, ids *ebpf.Map) error {
 	want := map[uint64]bool{}
 	var errs []error
-	usedMaps := func(progID uint32) {
+	// A map-in-map's maps and a program array's programs are reached
+	// through it, and so are protected like it: else a program's map
+	// could be written by the inner map's id, which the program reaches.
+	var addMap, addProg func(id uint32)
+	addMap = func(id uint32) {
+		key := kindMap<<32 | uint64(id)
+		if want[key] {
+			return
+		}
+		want[key] = true
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("map %d: %w", id, err))
+			return
+		}
+		defer m.Close()
+		var inner func(uint32)
+		switch m.Type() {
+		case ebpf.ArrayOfMaps, ebpf.HashOfMaps:
+			inner = addMap
+		case ebpf.ProgramArray:
+			inner = addProg
+		default:
+			return
+		}
+		// The kernel gives the ids of what the slots hold.
+		var ids []uint32
+		var k any
+		for {
+			next, err := m.NextKeyBytes(k)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("map %d: %w", id, err))
+				break
+			}
+			if next == nil {
+				break
+			}
+			k = next
+			v, err := m.LookupBytes(next)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("map %d: %w", id, err))
+				break
+			}
+			if len(v) == 4 {
+				ids = append(ids, binary.NativeEndian.Uint32(v))
+			}
+		}
+		for _, i := range ids {
+			inner(i)
+		}
+	}
+	addProg = func(progID uint32) {
+		key := kindProg<<32 | uint64(progID)
+		if want[key] {
+			return
+		}
+		want[key] = true
 		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(progID))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("program %d: %w", progID, err))
@@ -428,7 +497,7 @@ func syncIDs(root string, ids *ebpf.Map) error {
 		}
 		mapIDs, _ := info.MapIDs()
 		for _, id := range mapIDs {
-			want[kindMap<<32|uint64(id)] = true
+			addMap(uint32(id))
 		}
 	}
 	err := pins.List([]string{root}, pins.Options{}, func(e *pins.Entry) error {
@@ -438,15 +507,13 @@ func syncIDs(root string, ids *ebpf.Map) error {
 		}
 		switch e.Kind {
 		case pins.KindMap:
-			want[kindMap<<32|uint64(e.ID)] = true
+			addMap(e.ID)
 		case pins.KindProgram:
-			want[kindProg<<32|uint64(e.ID)] = true
-			usedMaps(e.ID)
+			addProg(e.ID)
 		case pins.KindLink:
 			want[kindLink<<32|uint64(e.ID)] = true
 			if e.Link != nil && e.Link.ProgramID != 0 {
-				want[kindProg<<32|uint64(e.Link.ProgramID)] = true
-				usedMaps(e.Link.ProgramID)
+				addProg(e.Link.ProgramID)
 			}
 		}
 		return nil
@@ -468,7 +535,7 @@ func syncIDs(root string, ids *ebpf.Map) error {
 	var v uint8
 	it := ids.Iterate()
 	for it.Next(&key, &v) {
-		if !want[key] {
+		if !want[key] && key>>32 != kindMapNoFD && key>>32 != kindMapROFD {
 			stale = append(stale, key)
 		}
 	}
@@ -491,6 +558,10 @@ func kindName(k uint64) string {
 		return "map"
 	case kindProg:
 		return "program"
+	case kindMapNoFD:
+		return "map (no fd by id)"
+	case kindMapROFD:
+		return "map (read-only fds)"
 	}
 	return fmt.Sprintf("kind %d", k)
 }
@@ -505,6 +576,14 @@ func objectIDs(objs *guardObjects, links []link.Link) ([]uint64, error) {
 		}
 		id, _ := info.ID()
 		out = append(out, kindMap<<32|uint64(id))
+		switch m {
+		case objs.GuardMnt:
+			out = append(out, kindMapNoFD<<32|uint64(id))
+		case objs.GuardCounts:
+			// programs write it; a forged count misleads, nothing more
+		default:
+			out = append(out, kindMapROFD<<32|uint64(id))
+		}
 	}
 	for _, p := range programs(&objs.guardPrograms) {
 		info, err := p.prog.Info()

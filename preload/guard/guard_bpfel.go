@@ -31,6 +31,7 @@ const (
 	guardMapGuardMnt         = "guard_mnt"
 	guardMapGuardSbs         = "guard_sbs"
 	guardProgGuardBpf        = "guard_bpf"
+	guardProgGuardBpfMap     = "guard_bpf_map"
 	guardProgGuardCreate     = "guard_create"
 	guardProgGuardExec       = "guard_exec"
 	guardProgGuardFileOpen   = "guard_file_open"
@@ -93,6 +94,7 @@ type guardSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type guardProgramSpecs struct {
 	GuardBpf        *ebpf.ProgramSpec `ebpf:"guard_bpf"`
+	GuardBpfMap     *ebpf.ProgramSpec `ebpf:"guard_bpf_map"`
 	GuardCreate     *ebpf.ProgramSpec `ebpf:"guard_create"`
 	GuardExec       *ebpf.ProgramSpec `ebpf:"guard_exec"`
 	GuardFileOpen   *ebpf.ProgramSpec `ebpf:"guard_file_open"`
@@ -180,6 +182,7 @@ type guardVariables struct {
 // It can be passed to loadGuardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type guardPrograms struct {
 	GuardBpf        *ebpf.Program `ebpf:"guard_bpf"`
+	GuardBpfMap     *ebpf.Program `ebpf:"guard_bpf_map"`
 	GuardCreate     *ebpf.Program `ebpf:"guard_create"`
 	GuardExec       *ebpf.Program `ebpf:"guard_exec"`
 	GuardFileOpen   *ebpf.Program `ebpf:"guard_file_open"`
@@ -202,6 +205,7 @@ type guardPrograms struct {
 func (p *guardPrograms) Close() error {
 	return _GuardClose(
 		p.GuardBpf,
+		p.GuardBpfMap,
 		p.GuardCreate,
 		p.GuardExec,
 		p.GuardFileOpen,

@@ -15,20 +15,26 @@
 package guard
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -94,6 +100,81 @@ func helper(op string, args []string) error {
 			return err
 		}
 		return m.Put(make([]byte, info.KeySize), make([]byte, info.ValueSize))
+	case "prog-write-map": // a program of this process's own writes args[1] to key 0 of the map pinned at args[0] (or of id N: "id:N")
+		var m *ebpf.Map
+		var err error
+		if id, ok := strings.CutPrefix(args[0], "id:"); ok {
+			n, _ := strconv.Atoi(id)
+			m, err = ebpf.NewMapFromID(ebpf.MapID(n))
+		} else {
+			m, err = ebpf.LoadPinnedMap(args[0], &ebpf.LoadPinOptions{ReadOnly: true})
+		}
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		v, _ := strconv.ParseInt(args[1], 0, 64)
+		return progWrite(m, v)
+	case "mmap-write": // write 1 to the first byte of map id args[0] through a shared writable mmap
+		id, _ := strconv.Atoi(args[0])
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			return fmt.Errorf("get map %d: %w", id, err)
+		}
+		defer m.Close()
+		b, err := unix.Mmap(m.FD(), 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return fmt.Errorf("mmap map %d writable: %w", id, err)
+		}
+		b[0] = 1
+		return unix.Munmap(b)
+	case "race-update": // update key 0 of map id args[0] (an array of uint64) to args[1] through an fd swapped in after the bpf hook looked
+		id, _ := strconv.Atoi(args[0])
+		v, _ := strconv.ParseUint(args[1], 0, 64)
+		return raceUpdate(ebpf.MapID(id), make([]byte, 4), binary.NativeEndian.AppendUint64(nil, v))
+	case "race-manager": // make this executable a manager of the guard at args[0] by racing an update of its guard_exes, then disable the guard
+		st, err := Status(Options{Root: args[0]})
+		if err != nil {
+			return err
+		}
+		var self unix.Stat_t
+		if err := unix.Stat("/proc/self/exe", &self); err != nil {
+			return err
+		}
+		k := keyOf(&self)
+		key := make([]byte, 16)
+		binary.NativeEndian.PutUint32(key, k.Dev)
+		binary.NativeEndian.PutUint64(key[8:], k.Ino)
+		m, err := ebpf.LoadPinnedMap(filepath.Join(st.Pins, "maps", "guard_exes"), &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		info, err := m.Info()
+		m.Close()
+		if err != nil {
+			return err
+		}
+		id, _ := info.ID()
+		if err := raceUpdate(id, key, []byte{1}); err != nil {
+			return err
+		}
+		return Disable(Options{Root: args[0]})
+	case "inner-update": // update key 0 of the inner map at key 0 of the map-in-map pinned at args[0]
+		outer, err := ebpf.LoadPinnedMap(args[0], &ebpf.LoadPinOptions{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer outer.Close()
+		var innerID uint32
+		if err := outer.Lookup(uint32(0), &innerID); err != nil {
+			return fmt.Errorf("look up the inner map: %w", err)
+		}
+		inner, err := ebpf.NewMapFromID(ebpf.MapID(innerID))
+		if err != nil {
+			return fmt.Errorf("get inner map %d: %w", innerID, err)
+		}
+		defer inner.Close()
+		return inner.Put(uint32(0), uint64(7))
 	case "write": // open a file for writing and write args[1]
 		return os.WriteFile(args[0], []byte(args[1]), 0)
 	case "ptrace": // attach to pid args[0]
@@ -122,10 +203,13 @@ func helper(op string, args []string) error {
 		defer f.Close()
 		return unix.Prctl(unix.PR_SET_MM, unix.PR_SET_MM_EXE_FILE, f.Fd(), 0, 0)
 	case "set-name": // other prctls still work
+		// PR_SET_NAME names the calling thread: stay on it, and read its
+		// own comm (the process's is the main thread's).
+		runtime.LockOSThread()
 		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("guardtest\x00")[0])), 0, 0, 0); err != nil {
 			return err
 		}
-		comm, err := os.ReadFile("/proc/self/comm")
+		comm, err := os.ReadFile("/proc/thread-self/comm")
 		if err != nil {
 			return err
 		}
@@ -680,5 +764,200 @@ func TestGuardLock(t *testing.T) {
 	l.refused(ErrLocked.Error(), "copy", "disable", l.root)
 	if st, err := Status(l.opts); err != nil || !st.Enabled || !st.Locked {
 		t.Errorf("the guard after all that: %+v %v", st, err)
+	}
+}
+
+// progWrite loads a socket filter of its own that stores v at key 0 of m
+// (an array with 8-byte values), and runs it once. The kernel lets a
+// program use a map through any fd of it, a read-only one too; only
+// BPF_F_RDONLY_PROG on the map keeps programs from writing it.
+func progWrite(m *ebpf.Map, v int64) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:    ebpf.SocketFilter,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.LoadImm(asm.R1, v, asm.DWord),
+			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("load a program writing the map: %w", err)
+	}
+	defer prog.Close()
+	if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 64)}); err != nil {
+		return fmt.Errorf("run it: %w", err)
+	}
+	return nil
+}
+
+// raceUpdate tries, for up to 10 s, BPF_MAP_UPDATE_ELEM of key to value
+// on an fd number that holds a map of its own when the bpf hook reads it,
+// and the map id (an fd from its id) when the kernel takes it: another
+// thread swaps them with dup2. It returns nil once the map holds value, an
+// error if it never did.
+func raceUpdate(id ebpf.MapID, key, value []byte) error {
+	target, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return fmt.Errorf("get map %d: %w", id, err)
+	}
+	defer target.Close()
+	decoy, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: uint32(len(key)), ValueSize: uint32(len(value)), MaxEntries: 4})
+	if err != nil {
+		return err
+	}
+	defer decoy.Close()
+	slot, err := unix.Dup(decoy.FD())
+	if err != nil {
+		return err
+	}
+	defer unix.Close(slot)
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer close(done)
+		for !stop.Load() {
+			unix.Dup2(target.FD(), slot)
+			unix.Dup2(decoy.FD(), slot)
+		}
+	}()
+	defer func() { stop.Store(true); <-done }()
+	attr := struct {
+		mapFD uint32
+		_     uint32
+		key   uint64
+		value uint64
+		flags uint64
+	}{mapFD: uint32(slot), key: uint64(uintptr(unsafe.Pointer(&key[0]))), value: uint64(uintptr(unsafe.Pointer(&value[0])))}
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; time.Now().Before(deadline); n++ {
+		unix.Syscall(unix.SYS_BPF, 2 /* BPF_MAP_UPDATE_ELEM */, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+		if n%64 == 0 {
+			if got, err := target.LookupBytes(key); err == nil && bytes.Equal(got, value) {
+				return nil
+			}
+		}
+	}
+	runtime.KeepAlive(key)
+	runtime.KeepAlive(value)
+	return fmt.Errorf("map %d never held %x at %x: %w", id, value, key, unix.EPERM)
+}
+
+// readU64 is key 0 of the array pinned at rel, as the manager reads it.
+func (l *lab) readU64(rel string) uint64 {
+	l.t.Helper()
+	m, err := ebpf.LoadPinnedMap(l.p(rel), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer m.Close()
+	var v uint64
+	if err := m.Lookup(uint32(0), &v); err != nil {
+		l.t.Fatal(err)
+	}
+	return v
+}
+
+// TestGuardProgramWrites: a program of root's own may not write the
+// guard's record of the tree's mount, which only the guard's programs
+// write (and so cannot be BPF_F_RDONLY_PROG): with a bogus one there, the
+// tree's bpffs could be unmounted, and every pin in it, the guard's links
+// included, would go.
+func TestGuardProgramWrites(t *testing.T) {
+	l := newLab(t)
+	id := l.guardMapID("guard_mnt")
+	if _, err := os.Lstat(l.p(Dir + "/maps/guard_mnt")); err == nil {
+		l.refused("operation not permitted", "copy", "prog-write-map", l.p(Dir+"/maps/guard_mnt"), "1")
+	}
+	l.refused("operation not permitted", "copy", "prog-write-map", "id:"+strconv.Itoa(int(id)), "1")
+	l.refused("operation not permitted", "umount", "-l", l.mnt)
+	if st, err := Status(l.opts); err != nil || !st.Enabled {
+		t.Fatalf("after the attempts, Status: %+v %v", st, err)
+	}
+}
+
+// guardMapID finds the id of the guard's map name through its programs.
+func (l *lab) guardMapID(name string) ebpf.MapID {
+	l.t.Helper()
+	st, err := Status(l.opts)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for _, ls := range st.Links {
+		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(ls.ProgID))
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		info, err := p.Info()
+		p.Close()
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		ids, _ := info.MapIDs()
+		for _, id := range ids {
+			m, err := ebpf.NewMapFromID(id)
+			if err != nil {
+				continue
+			}
+			mi, err := m.Info()
+			m.Close()
+			if err == nil && mi.Name == name {
+				return id
+			}
+		}
+	}
+	l.t.Fatalf("no map %s among the guard programs' maps", name)
+	return 0
+}
+
+// TestGuardRaceManager: the bpf hook looks at an fd's object before the
+// kernel does, so another thread's dup2 in between would let root's update
+// of guard_exes through, making root's executable a manager (which undoes
+// Lock too). Write-mode fds of the guard's own maps are refused to all but
+// the manager, and a read-only fd cannot update.
+func TestGuardRaceManager(t *testing.T) {
+	l := newLab(t)
+	l.refused("operation not permitted", "copy", "race-manager", l.root)
+	if st, err := Status(l.opts); err != nil || !st.Enabled {
+		t.Fatalf("after the race, Status: %+v %v", st, err)
+	}
+}
+
+// TestGuardInnerMaps: the maps inside a map-in-map pinned in the tree are
+// protected by id too, once synced.
+func TestGuardInnerMaps(t *testing.T) {
+	l := newLab(t)
+	innerSpec := &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}
+	inner, err := ebpf.NewMap(innerSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	outer, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 1, InnerMap: innerSpec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outer.Close()
+	if err := outer.Put(uint32(0), inner); err != nil {
+		t.Fatal(err)
+	}
+	if err := outer.Pin(l.p("demo/maps/outer")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Sync(l.opts); err != nil {
+		t.Fatal(err)
+	}
+	l.refused("operation not permitted", "copy", "inner-update", l.p("demo/maps/outer"))
+	var v uint64
+	if err := inner.Lookup(uint32(0), &v); err != nil || v != 0 {
+		t.Errorf("the inner map holds %d (%v), want 0", v, err)
 	}
 }
