@@ -176,7 +176,10 @@ func printGuard(st *guard.State) {
 // says what the change left unprotected.
 func syncGuard(root string) error {
 	st, err := guard.Status(guard.Options{Root: root})
-	if err != nil || !st.Enabled || st.Locked {
+	if err != nil {
+		return fmt.Errorf("the tree changed, and whether a guard protects it could not be told (bpfgate preload guard status): %w", err)
+	}
+	if !st.Enabled || st.Locked {
 		return nil
 	}
 	if err := guard.Sync(guard.Options{Root: root}); err != nil {
