@@ -403,19 +403,24 @@ int BPF_PROG(guard_bpf, int cmd, union bpf_attr *attr, unsigned int size)
 	return p ? deny(H_BPF) : 0;
 }
 
-/* A write-mode fd of one of the guard's maps (from its id, its pin, or
- * at all): guard_bpf reads an fd's object before the kernel takes it, so a
- * thread's dup2 in between would let an update of guard_exes, which makes
- * its caller the manager (and so undoes Lock), through. A read-only fd
- * cannot update. The tree's maps stay readable by bpftool, which opens
- * them read-write. */
+/* A write-mode fd of one of the guard's maps or of the tree's (from its
+ * id, its pin, or at all): guard_bpf reads an fd's object before the
+ * kernel takes it, so a thread's dup2 in between would let an update
+ * through: of guard_exes, which makes its caller the manager (and so
+ * undoes Lock), or of a preloaded map. A read-only fd can neither update
+ * nor be mapped shared and writable (BPF_F_MMAPABLE maps). bpftool
+ * versions that open maps read-write even to show or dump them stop at
+ * these maps; bpfgate ls, the manager, lists them. */
 SEC("lsm/bpf_map")
 int BPF_PROG(guard_bpf_map, struct bpf_map *map, unsigned int fmode)
 {
 	if (!(fmode & FMODE_WRITE))
 		return 0;
-	__u64 key = KIND_MAP_ROFD << 32 | BPF_CORE_READ(map, id);
-	return bpf_map_lookup_elem(&guard_ids, &key) ? deny(H_BPF) : 0;
+	__u32 id = BPF_CORE_READ(map, id);
+	__u64 own = KIND_MAP_ROFD << 32 | id, tree = KIND_MAP << 32 | id;
+	if (bpf_map_lookup_elem(&guard_ids, &own) || bpf_map_lookup_elem(&guard_ids, &tree))
+		return deny(H_BPF);
+	return 0;
 }
 
 static __always_inline bool name_is(struct dentry *d, const char *want, int n)

@@ -961,3 +961,38 @@ func TestGuardInnerMaps(t *testing.T) {
 		t.Errorf("the inner map holds %d (%v), want 0", v, err)
 	}
 }
+
+// TestGuardMmap: a BPF_F_MMAPABLE map of the tree is not written through
+// a shared writable mapping of an fd from its id (the guard gives no
+// write-mode fd of it).
+func TestGuardMmap(t *testing.T) {
+	l := newLab(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1, Flags: 1 << 10 /* BPF_F_MMAPABLE */})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Pin(l.p("demo/maps/mmapable")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Sync(l.opts); err != nil {
+		t.Fatal(err)
+	}
+	id := l.mapID("demo/maps/mmapable")
+	l.refused("operation not permitted", "copy", "mmap-write", strconv.Itoa(int(id)))
+	if v := l.readU64("demo/maps/mmapable"); v != 0 {
+		t.Errorf("the mmapable map holds %#x", v)
+	}
+}
+
+// TestGuardRaceTreeMap: the bpf hook reads the fd's object before the
+// kernel does; another thread's dup2 in between would make the kernel
+// update a protected map, had the racer a write-mode fd of it.
+func TestGuardRaceTreeMap(t *testing.T) {
+	l := newLab(t)
+	id := l.mapID("demo/maps/counts")
+	l.refused("operation not permitted", "copy", "race-update", strconv.Itoa(int(id)), "0x5678")
+	if v := l.readU64("demo/maps/counts"); v != 0 {
+		t.Errorf("the preloaded map holds %#x", v)
+	}
+}

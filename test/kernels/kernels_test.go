@@ -255,7 +255,7 @@ func splitRuns(out string) map[string]string {
 
 // guardTests are the BPF LSM guard's tests that need a kernel running BPF
 // LSM programs (preload/guard, -tags bpflsm), which the host refuses.
-var guardTests = []string{"TestGuardRefusesRoot", "TestGuardManager", "TestGuardDisable", "TestGuardDisableRefusedToRoot", "TestGuardProgramWrites", "TestGuardRaceManager", "TestGuardInnerMaps"}
+var guardTests = []string{"TestGuardRefusesRoot", "TestGuardManager", "TestGuardDisable", "TestGuardDisableRefusedToRoot", "TestGuardProgramWrites", "TestGuardRaceManager", "TestGuardInnerMaps", "TestGuardMmap", "TestGuardRaceTreeMap"}
 
 // TestGuard runs the guard's tests (built with -tags bpflsm), and bpfgate's
 // guard command's, on 6.12 with lockdown=integrity (as a locked-down host
