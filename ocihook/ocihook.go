@@ -107,6 +107,19 @@ func ProfileName(st *specs.State, fromArgs string) (string, error) {
 	return "", ErrNoProfile
 }
 
+// annotationAllowed refuses a profile limited to some Kubernetes namespaces
+// (k8s_namespaces) when a container names it with ProfileAnnotation: CRI-O
+// copies a pod's annotations into each of its containers and runs hooks.d
+// entries on them, so any pod could name it, and only the NRI plugin and the
+// DRA driver check the namespace.
+func annotationAllowed(p profile.Profile) error {
+	if len(p.K8sNamespaces) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: profile %s is for pods of the Kubernetes namespaces %s only (k8s_namespaces), and the %s annotation, which a pod of any namespace can set, cannot give it: use bpfgate's NRI plugin or DRA driver",
+		ErrNotAllowed, p.Name, strings.Join(p.K8sNamespaces, ", "), ProfileAnnotation)
+}
+
 // Request is one container asking for one profile.
 type Request struct {
 	State   *specs.State
@@ -463,6 +476,11 @@ func Run(r io.Reader, opts Options) (*Result, error) {
 	p, err := policy.Find(name)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrNotAllowed, err))
+	}
+	if opts.Profile == "" {
+		if err := annotationAllowed(p); err != nil {
+			return fail(err)
+		}
 	}
 	grant, err := p.Grant(names)
 	if err != nil {

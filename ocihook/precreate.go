@@ -178,6 +178,9 @@ func precreateGrant(spec *specs.Spec, name string, opts PrecreateOptions) ([]str
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAllowed, err)
 	}
+	if err := annotationAllowed(p); err != nil {
+		return nil, err
+	}
 	grant, err := p.Grant(names)
 	if err != nil {
 		return nil, err

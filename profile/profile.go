@@ -346,6 +346,20 @@ func decodeProfile(path string, name, body *yaml.Node, n *delegate.Names) (Profi
 		return Profile{}, configError(path, line("audit"), key+".audit",
 			fmt.Errorf("%q: want a clean absolute directory path, e.g. /var/log/bpfgate/audit", py.Audit))
 	}
+	hasKey := func(k string) bool {
+		for i := 0; i+1 < len(body.Content); i += 2 {
+			if body.Content[i].Value == k {
+				return true
+			}
+		}
+		return false
+	}
+	if py.K8sNamespaces == nil && hasKey("k8s_namespaces") {
+		// The key with no value (~, or its list commented out): leaving
+		// it out would allow every namespace, which it hardly meant.
+		return Profile{}, configError(path, line("k8s_namespaces"), key+".k8s_namespaces",
+			errors.New("no namespace given: name at least one, or leave the key out to allow every namespace"))
+	}
 	if py.K8sNamespaces != nil {
 		if len(*py.K8sNamespaces) == 0 {
 			return Profile{}, configError(path, line("k8s_namespaces"), key+".k8s_namespaces",

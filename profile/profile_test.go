@@ -94,6 +94,10 @@ func TestLoadProfiles(t *testing.T) {
 		{"profiles:\n  x:\n    k8s_namespaces: [" + strings.Repeat("a", 64) + "]\n", "not a Kubernetes namespace name"},
 		{"profiles:\n  x:\n    k8s_namespaces: [\"\"]\n", `"": not a Kubernetes namespace name`},
 		{"profiles:\n  x:\n    k8s_namespaces: monitoring\n", "config.yaml:3: profiles.x: yaml: unmarshal errors"},
+		// A key with no value (the list commented out, or ~) must not
+		// mean every namespace, as leaving the key out does.
+		{"profiles:\n  x:\n    k8s_namespaces:\n    # - monitoring\n", "config.yaml:3: profiles.x.k8s_namespaces: no namespace given"},
+		{"profiles:\n  x:\n    k8s_namespaces: ~\n", "config.yaml:3: profiles.x.k8s_namespaces: no namespace given"},
 	} {
 		_, err := Load(write(tc.body), n)
 		var ce *ConfigError

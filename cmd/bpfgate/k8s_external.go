@@ -70,12 +70,22 @@ See docs/kubernetes.md.`,
 				argv = append(argv, "--config", g.config)
 			}
 			argv = append(append(argv, "k8s"), args...)
-			return syscall.Exec(path, argv, os.Environ())
+			return syscall.Exec(path, argv, append(os.Environ(), k8sForwardedEnv+"=1"))
 		},
 	}
 }
 
+// k8sForwardedEnv is set for the bpfgate-k8s that bpfgate k8s runs. One
+// built without -tags k8s has no Kubernetes components either, and would
+// hand k8s on to the bpfgate-k8s it finds, itself: exec'ing itself for
+// ever, or, completing, starting a chain of processes without end.
+const k8sForwardedEnv = "BPFGATE_K8S_FORWARDED"
+
 func findK8sBinary() (string, error) {
+	if os.Getenv(k8sForwardedEnv) != "" {
+		self, _ := os.Executable()
+		return "", fmt.Errorf("%s was run by bpfgate k8s as %s, but has no Kubernetes components either: it was built without -tags k8s; build it with: %s", self, k8sBinary, k8sBuild)
+	}
 	path := ""
 	if self, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(self), k8sBinary)
@@ -147,7 +157,11 @@ func completeK8s(path string, args []string, toComplete string) ([]string, cobra
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	argv := append(append([]string{cobra.ShellCompRequestCmd, "k8s"}, args...), toComplete)
-	out, err := exec.CommandContext(ctx, path, argv...).Output()
+	cmd := exec.CommandContext(ctx, path, argv...)
+	cmd.Env = append(os.Environ(), k8sForwardedEnv+"=1")
+	// A child of it that kept stdout open would hold Output past the bound.
+	cmd.WaitDelay = time.Second
+	out, err := cmd.Output()
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}

@@ -462,6 +462,43 @@ func TestCRIOHooksD(t *testing.T) {
 	}
 }
 
+// TestCRIOPodAnnotation: CRI-O copies a pod's annotations into each of
+// its containers and runs hooks.d entries on them, so a pod annotated
+// io.bpfgate.profile (the sandbox's annotations, not the container's, as
+// kubelet passes a pod's) gets the hook and the profile; one limited to
+// the namespace monitoring (k8s_namespaces) is refused to this pod of
+// bpfgate-test, which the hook let through before it refused such
+// profiles on the annotation route.
+func TestCRIOPodAnnotation(t *testing.T) {
+	e := setupCRIO(t)
+	t.Run("demo", func(t *testing.T) {
+		dir := e.configs(t, pod{command: []string{"/bin/ebpfcheck"}})
+		annotatePod(t, dir, profileAnnotation)
+		s, err := e.start(t, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.remove(t, s)
+		var res map[string]string
+		if out := e.output(t, s); json.Unmarshal([]byte(out), &res) != nil {
+			t.Fatalf("ebpfcheck: %q", out)
+		}
+		expect(t, res, demoAllowed)
+	})
+	t.Run("namespace not allowed", func(t *testing.T) {
+		dir := e.configs(t, pod{})
+		annotatePod(t, dir, map[string]string{ocihook.ProfileAnnotation: "scoped"})
+		s, err := e.start(t, dir)
+		if err == nil {
+			e.remove(t, s)
+			t.Fatal("the container started with profile scoped in namespace bpfgate-test")
+		}
+		if want := "profile scoped is for pods of the Kubernetes namespaces monitoring only (k8s_namespaces)"; !strings.Contains(err.Error(), want) {
+			t.Fatalf("crictl's error does not say %q:\n%v", want, err)
+		}
+	})
+}
+
 // TestCRIORefusals: the hook's refusal reaches the CRI client through
 // CRI-O word for word: crictl create fails with it (CRI-O runs the runtime's
 // create, and so the hook, when the container is created; containerd when
