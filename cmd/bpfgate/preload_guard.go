@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/preload/guard"
 )
@@ -38,7 +39,12 @@ docs/preload.md says what the guard cannot stop.`,
 			}
 			if lockToo {
 				if err := guard.Lock(opts()); err != nil {
-					// Nothing half done: an unlocked guard was not asked for.
+					// Nothing half done: an unlocked guard was not asked
+					// for. A Lock that failed after it emptied the
+					// managers did lock, and then nothing can disable.
+					if st, serr := guard.Status(opts()); serr == nil && st.Locked {
+						return fmt.Errorf("%w; the guard is locked all the same (bpfgate preload guard status)", err)
+					}
 					if derr := guard.Disable(opts()); derr != nil {
 						return fmt.Errorf("%w; and disabling the unlocked guard failed too: %v", err, derr)
 					}
@@ -179,11 +185,22 @@ func syncGuard(root string) error {
 	if err != nil {
 		return fmt.Errorf("the tree changed, and whether a guard protects it could not be told (bpfgate preload guard status): %w", err)
 	}
-	if !st.Enabled || st.Locked {
+	if !st.Enabled || st.Locked || !isManager(st) {
+		// Another bpfgate than the manager changed nothing: the guard
+		// refused it.
 		return nil
 	}
 	if err := guard.Sync(guard.Options{Root: root}); err != nil {
 		return fmt.Errorf("the tree changed, but the guard does not protect all of it by id (bpfgate preload guard sync retries): %w", err)
 	}
 	return nil
+}
+
+// isManager says whether this process's executable is the guard's manager.
+func isManager(st *guard.State) bool {
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &self); err != nil {
+		return true // let Sync say what is wrong
+	}
+	return fmt.Sprintf("%d:%d", unix.Major(self.Dev), unix.Minor(self.Dev)) == st.ManagerDev && self.Ino == st.ManagerInode
 }

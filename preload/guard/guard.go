@@ -779,7 +779,10 @@ func Lock(opts Options) error {
 		}
 	}
 	if st, err := Status(opts); err != nil || !st.Locked {
-		return fmt.Errorf("guard: lock: the guard still has a manager after its map of managers was emptied (%v)", err)
+		if err == nil {
+			err = errors.New("status does not say locked")
+		}
+		return fmt.Errorf("guard: lock: the guard still has a manager after its map of managers was emptied: %w", err)
 	}
 	return nil
 }
