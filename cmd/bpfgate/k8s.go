@@ -226,7 +226,7 @@ Runs until SIGINT or SIGTERM. Under --json it prints one JSON line per event.`,
 func newK8sDeviceClassesCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "device-classes",
-		Short: "Print a DeviceClass per allowed profile, for kubectl apply -f -",
+		Short: "Print a DeviceClass per allowed profile (and namespace policies), for kubectl apply -f -",
 		Long: `Print the DeviceClasses (resource.k8s.io/v1) that select the devices the
 DRA driver publishes: one per profile the host allows (the config file's, or
 the built-in ones when there is no file), named bpfgate-PROFILE, selecting
@@ -235,12 +235,17 @@ names the class as its deviceClassName. The output is YAML documents
 separated by ---; under --json, one List object. Both are what kubectl apply
 -f - reads. A profile whose name is not a DNS label (lower case letters,
 digits and '-', at most 55 characters) is refused, as the driver refuses
-it: rename it in the policy.`,
+it: rename it in the policy.
+
+For each profile limited to some namespaces (k8s_namespaces), it also
+prints a ValidatingAdmissionPolicy and its binding, bpfgate-PROFILE-namespaces,
+that refuse a ResourceClaim asking for its class in another namespace when
+it is created, before the scheduler gives it a device.`,
 		Example: `  bpfgate k8s dra device-classes | kubectl apply -f -
   bpfgate k8s dra device-classes --config node-policy.yaml > classes.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			profiles, _, err := g.allowedProfiles()
+			profiles, limited, err := g.allowedProfiles()
 			if err != nil {
 				return err
 			}
@@ -248,10 +253,21 @@ it: rename it in the policy.`,
 			if err != nil {
 				return err
 			}
-			if g.jsonOut() {
-				return g.printJSON(map[string]any{"apiVersion": "v1", "kind": "List", "items": classes})
+			policies, bindings, err := dra.NamespacePolicies(limited)
+			if err != nil {
+				return err
 			}
-			return dra.WriteYAML(os.Stdout, classes)
+			var objs []any
+			for i := range classes {
+				objs = append(objs, &classes[i])
+			}
+			for i := range policies {
+				objs = append(objs, &policies[i], &bindings[i])
+			}
+			if g.jsonOut() {
+				return g.printJSON(map[string]any{"apiVersion": "v1", "kind": "List", "items": objs})
+			}
+			return dra.WriteObjectsYAML(os.Stdout, objs...)
 		},
 	}
 }

@@ -7,7 +7,6 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"sigs.k8s.io/yaml"
 )
 
 // ClassPrefix begins the name of every DeviceClass DeviceClasses makes:
@@ -83,19 +82,9 @@ func DeviceClasses(profiles []string) ([]resourceapi.DeviceClass, error) {
 // WriteYAML writes classes as YAML documents separated by ---, as
 // kubectl apply -f reads them.
 func WriteYAML(w io.Writer, classes []resourceapi.DeviceClass) error {
+	objs := make([]any, len(classes))
 	for i := range classes {
-		data, err := yaml.Marshal(&classes[i])
-		if err != nil {
-			return err
-		}
-		if i > 0 {
-			if _, err := io.WriteString(w, "---\n"); err != nil {
-				return err
-			}
-		}
-		if _, err := w.Write(data); err != nil {
-			return err
-		}
+		objs[i] = &classes[i]
 	}
-	return nil
+	return WriteObjectsYAML(w, objs...)
 }

@@ -164,7 +164,20 @@ func TestDRA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cp.Apply(classes); err != nil {
+	// The DeviceClasses now; the namespace policy of scoped (limited to
+	// monitoring) once the driver's own refusal has been seen.
+	var classDocs, policyDocs []string
+	for _, doc := range strings.Split(classes, "\n---\n") {
+		if strings.Contains(doc, "\nkind: DeviceClass\n") {
+			classDocs = append(classDocs, doc)
+		} else {
+			policyDocs = append(policyDocs, doc)
+		}
+	}
+	if len(classDocs) != 2 || len(policyDocs) != 2 || !strings.Contains(policyDocs[0], "name: "+dra.NamespacePolicyName("scoped")) {
+		t.Fatalf("device-classes printed %d classes and %d other documents, want 2 and scoped's policy and binding:\n%s", len(classDocs), len(policyDocs), classes)
+	}
+	if err := cp.Apply(strings.Join(classDocs, "\n---\n")); err != nil {
 		t.Fatal(err)
 	}
 	if err := cp.Apply(fmt.Sprintf(draObjects, KubeletNamespace) + "---\n" +
@@ -205,6 +218,36 @@ func TestDRA(t *testing.T) {
 	}
 	if _, err := cp.Kubectl("delete", "pod", "-n", KubeletNamespace, "dra-scoped", "--timeout=60s"); err != nil {
 		t.Error(err)
+	}
+
+	// With scoped's namespace policy, such a claim is refused when it is
+	// created, before the scheduler gives it a device; in monitoring it is
+	// admitted. (The API server takes a moment to enforce a new policy.)
+	if err := cp.Apply(strings.Join(policyDocs, "\n---\n")); err != nil {
+		t.Fatal(err)
+	}
+	another := strings.ReplaceAll(scopedClaim, "{name: bpf-scoped,", "{name: bpf-scoped-2,")
+	admission := "bpfgate: the DeviceClass bpfgate-scoped (profile scoped) is for the namespaces monitoring only"
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		err := cp.Apply(another)
+		if err != nil && strings.Contains(err.Error(), admission) {
+			t.Logf("kubectl apply: %v", err)
+			break
+		}
+		if err == nil {
+			cp.Kubectl("delete", "resourceclaim", "-n", KubeletNamespace, "bpf-scoped-2")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a claim on bpfgate-scoped in %s: %v, want the API server to refuse it saying %q", KubeletNamespace, err, admission)
+		}
+		time.Sleep(time.Second)
+	}
+	if _, err := cp.Kubectl("create", "namespace", "monitoring"); err != nil {
+		t.Fatal(err)
+	}
+	inMonitoring := strings.ReplaceAll(strings.ReplaceAll(fmt.Sprintf(draObjects, "monitoring"), "bpf-demo", "bpf-scoped"), "bpfgate-demo", "bpfgate-scoped")
+	if err := cp.Apply(inMonitoring); err != nil {
+		t.Errorf("a claim on bpfgate-scoped in monitoring: %v", err)
 	}
 
 	// Refusals reach the pod's status (kubectl get pod, describe) word
