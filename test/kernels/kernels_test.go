@@ -289,24 +289,7 @@ func TestGuard(t *testing.T) {
 			r.Cmdline = []string{"lockdown=integrity"}
 			// TestPreloadGuardCLI applies an example with the guard on.
 			r.Files["/work/examples/preload"] = filepath.Join(testutil.RepoRoot(t), "examples", "preload")
-			start := time.Now()
-			res, err := r.Exec(context.Background())
-			if err != nil {
-				t.Fatalf("%v\noutput:\n%s", err, res.Output)
-			}
-			s := vmtest.Parse(res.Output)
-			t.Logf("%s on %s: %d passed, %d failed, %d skipped (boot %v, run %v)", tc.pkg, k.Name,
-				len(s.Passed), len(s.Failed), len(s.Skipped), res.Boot.Round(10*time.Millisecond), time.Since(start).Round(10*time.Millisecond))
-			if res.ExitCode != 0 || len(s.Failed) > 0 || len(s.Skipped) > 0 {
-				t.Fatalf("%s on %s: exit status %d, failed %v, skipped %v:\n%s", tc.pkg, k.Name, res.ExitCode, s.Failed, s.Why, res.Output)
-			}
-			for _, n := range tc.want {
-				if strings.HasPrefix(n, "Test") && !contains(s.Passed, n) {
-					t.Errorf("%s on %s: %s did not pass:\n%s", tc.pkg, k.Name, n, res.Output)
-				} else if !strings.HasPrefix(n, "Test") && !strings.Contains(res.Output, n) {
-					t.Errorf("%s on %s: the output does not say %q:\n%s", tc.pkg, k.Name, n, res.Output)
-				}
-			}
+			execAll(t, r, tc.pkg, tc.want)
 		})
 	}
 }
@@ -329,23 +312,31 @@ func TestAudit(t *testing.T) {
 	r.Files["/vm/bin/compat_bpf"] = helper
 	r.Env = []string{"CI=true", "BPFGATE_TEST_COMPAT_BPF=/vm/bin/compat_bpf"}
 	r.Cmdline = []string{"syscall.x32=y"}
+	execAll(t, r, "./audit", []string{"TestCompat", "kernel ABIs: [x86_64 ia32 x32]", "x32 calls recorded"})
+}
+
+// execAll runs r, pkg's test binary in a VM, and fails t unless every test
+// passed and none skipped, each name in want beginning with Test is among
+// those that passed, and each other entry of want is in the output.
+func execAll(t *testing.T, r vmtest.Run, pkg string, want []string) {
+	t.Helper()
 	start := time.Now()
 	res, err := r.Exec(context.Background())
 	if err != nil {
 		t.Fatalf("%v\noutput:\n%s", err, res.Output)
 	}
 	s := vmtest.Parse(res.Output)
-	t.Logf("./audit on %s: %d passed, %d failed, %d skipped (boot %v, run %v)", k.Name,
+	k := r.Kernel
+	t.Logf("%s on %s: %d passed, %d failed, %d skipped (boot %v, run %v)", pkg, k.Name,
 		len(s.Passed), len(s.Failed), len(s.Skipped), res.Boot.Round(10*time.Millisecond), time.Since(start).Round(10*time.Millisecond))
 	if res.ExitCode != 0 || len(s.Failed) > 0 || len(s.Skipped) > 0 {
-		t.Fatalf("./audit on %s: exit status %d, failed %v, skipped %v:\n%s", k.Name, res.ExitCode, s.Failed, s.Why, res.Output)
+		t.Fatalf("%s on %s: exit status %d, failed %v, skipped %v:\n%s", pkg, k.Name, res.ExitCode, s.Failed, s.Why, res.Output)
 	}
-	for _, want := range []string{"kernel ABIs: [x86_64 ia32 x32]", "x32 calls recorded"} {
-		if !strings.Contains(res.Output, want) {
-			t.Errorf("./audit on %s: no %q in its output:\n%s", k.Name, want, res.Output)
+	for _, n := range want {
+		if strings.HasPrefix(n, "Test") && !contains(s.Passed, n) {
+			t.Errorf("%s on %s: %s did not pass:\n%s", pkg, k.Name, n, res.Output)
+		} else if !strings.HasPrefix(n, "Test") && !strings.Contains(res.Output, n) {
+			t.Errorf("%s on %s: the output does not say %q:\n%s", pkg, k.Name, n, res.Output)
 		}
-	}
-	if !contains(s.Passed, "TestCompat") {
-		t.Errorf("./audit on %s: TestCompat did not pass:\n%s", k.Name, res.Output)
 	}
 }
