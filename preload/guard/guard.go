@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -98,6 +99,17 @@ type State struct {
 	Why string `json:"why,omitempty"`
 	// LSMs is the kernel's active LSM list, when securityfs shows it.
 	LSMs string `json:"lsms,omitempty"`
+}
+
+// CallerIsManager says whether the calling process's executable is the
+// manager the State names (never, for a locked guard or none).
+func (s *State) CallerIsManager() (bool, error) {
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &self); err != nil {
+		return false, fmt.Errorf("guard: stat this process's executable: %w", err)
+	}
+	k := keyOf(&self)
+	return s.ManagerInode != 0 && devString(k.Dev) == s.ManagerDev && k.Ino == s.ManagerInode, nil
 }
 
 // LinkState is one of the guard's links.
@@ -651,7 +663,7 @@ func Disable(opts Options) error {
 	for _, l := range st.Links {
 		progs = append(progs, ebpf.ProgramID(l.ProgID))
 	}
-	if !progsGone(progs, time.Now().Add(5*time.Second)) {
+	if !gone(progs, openProgram, time.Now().Add(5*time.Second)) {
 		return fmt.Errorf("guard: unpinned %s, but the kernel still holds its programs after 5 s; they go when their last reference does", pinDir)
 	}
 	return nil
@@ -829,19 +841,19 @@ func detach(links []link.Link) {
 		}
 		l.Close()
 	}
-	waitGone(ids, time.Now().Add(5*time.Second))
+	gone(ids, openLink, time.Now().Add(5*time.Second))
 }
 
-// waitGone waits until no link has one of ids, or the deadline passed, and
-// says which is the case.
-func waitGone(ids []link.ID, deadline time.Time) bool {
+// gone waits until open fails for each of ids (the object is gone), or the
+// deadline passed, and says which is the case.
+func gone[ID any](ids []ID, open func(ID) (io.Closer, error), deadline time.Time) bool {
 	for _, id := range ids {
 		for {
-			l, err := link.NewFromID(id)
+			c, err := open(id)
 			if err != nil {
 				break
 			}
-			l.Close()
+			c.Close()
 			if time.Now().After(deadline) {
 				return false
 			}
@@ -850,6 +862,10 @@ func waitGone(ids []link.ID, deadline time.Time) bool {
 	}
 	return true
 }
+
+func openLink(id link.ID) (io.Closer, error) { return link.NewFromID(id) }
+
+func openProgram(id ebpf.ProgramID) (io.Closer, error) { return ebpf.NewProgramFromID(id) }
 
 // probe loads one of the guard's programs, without attaching it, to learn
 // whether the kernel takes BPF LSM programs at all.
@@ -865,23 +881,4 @@ func probe() error {
 		return unsupported("load", err)
 	}
 	return p.Mkdir.Close()
-}
-
-// progsGone waits until no program has one of ids, or the deadline passed,
-// and says which is the case.
-func progsGone(ids []ebpf.ProgramID, deadline time.Time) bool {
-	for _, id := range ids {
-		for {
-			p, err := ebpf.NewProgramFromID(id)
-			if err != nil {
-				break
-			}
-			p.Close()
-			if time.Now().After(deadline) {
-				return false
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfgate/bpfgate/internal/testutil"
 )
@@ -171,4 +172,29 @@ func listing(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestCallerIsManager: the State's manager is this process when its device
+// and inode are those of this process's executable, and never when it
+// names none (a locked guard).
+func TestCallerIsManager(t *testing.T) {
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &self); err != nil {
+		t.Fatal(err)
+	}
+	k := keyOf(&self)
+	for _, tc := range []struct {
+		name string
+		st   State
+		want bool
+	}{
+		{"this executable", State{ManagerDev: devString(k.Dev), ManagerInode: k.Ino}, true},
+		{"another inode", State{ManagerDev: devString(k.Dev), ManagerInode: k.Ino + 1}, false},
+		{"another device", State{ManagerDev: devString(k.Dev + 1), ManagerInode: k.Ino}, false},
+		{"none (locked)", State{Locked: true}, false},
+	} {
+		if got, err := tc.st.CallerIsManager(); err != nil || got != tc.want {
+			t.Errorf("%s: %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
 }
