@@ -1,13 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
+	"github.com/bpfgate/bpfgate/preload"
 	"github.com/bpfgate/bpfgate/preload/guard"
 )
 
@@ -181,26 +185,28 @@ func printGuard(st *guard.State) {
 // it is on and not locked, protect by id what is pinned there now. Its error
 // says what the change left unprotected.
 func syncGuard(root string) error {
+	// Status of a guard that is not there would probe the kernel with a
+	// program load: not for every apply.
+	if root == "" {
+		root = preload.DefaultRoot
+	}
+	if _, err := os.Lstat(filepath.Join(root, guard.Dir)); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	st, err := guard.Status(guard.Options{Root: root})
 	if err != nil {
 		return fmt.Errorf("the tree changed, and whether a guard protects it could not be told (bpfgate preload guard status): %w", err)
 	}
-	if !st.Enabled || st.Locked || !isManager(st) {
-		// Another bpfgate than the manager changed nothing: the guard
-		// refused it.
+	if !st.Enabled || st.Locked {
+		return nil
+	}
+	// Another bpfgate than the manager changed nothing: the guard refused
+	// it. (If this cannot be told, Sync says what is wrong.)
+	if manager, err := st.CallerIsManager(); err == nil && !manager {
 		return nil
 	}
 	if err := guard.Sync(guard.Options{Root: root}); err != nil {
 		return fmt.Errorf("the tree changed, but the guard does not protect all of it by id (bpfgate preload guard sync retries): %w", err)
 	}
 	return nil
-}
-
-// isManager says whether this process's executable is the guard's manager.
-func isManager(st *guard.State) bool {
-	var self unix.Stat_t
-	if err := unix.Stat("/proc/self/exe", &self); err != nil {
-		return true // let Sync say what is wrong
-	}
-	return fmt.Sprintf("%d:%d", unix.Major(self.Dev), unix.Minor(self.Dev)) == st.ManagerDev && self.Ino == st.ManagerInode
 }
